@@ -121,6 +121,7 @@ static void draw(struct llm_progress *p, double now, int final)
     }
     fflush(p->out);
     p->last = now;
+    p->ever_drawn = 1;
 }
 
 void llm_progress_set(struct llm_progress *p, uint64_t done)
@@ -148,6 +149,9 @@ void llm_progress_finish(struct llm_progress *p)
 {
     if (p->mode == LLM_PROGRESS_OFF)
         return;
-    draw(p, p->clock(), 1);
+    double now = p->clock();
+    /* Quick work gets no progress at all: a summary only after a report or 2 s. */
+    if (p->ever_drawn || now - p->t0 >= 2.0)
+        draw(p, now, 1);
     p->mode = LLM_PROGRESS_OFF; /* finish is final: later updates draw nothing */
 }

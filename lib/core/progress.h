@@ -28,6 +28,7 @@ struct llm_progress {
     double t0, last;        /* start and last draw (clock seconds) */
     int width;              /* bar width in characters */
     int drawn;              /* a bar line is on screen */
+    int ever_drawn;         /* something was printed (finish then prints the summary) */
     char fields[256];       /* custom fields, shown after the rate */
     double (*clock)(void);  /* time source: llm_now unless a test sets it */
 };
@@ -40,7 +41,8 @@ void llm_progress_set(struct llm_progress *p, uint64_t done);
 void llm_progress_add(struct llm_progress *p, uint64_t n);
 /* Replaces the custom fields ("loss 3.21  tok/s 12.3k"); shown at the next draw. */
 void llm_progress_fields(struct llm_progress *p, const char *fmt, ...) LLM_PRINTF(2, 3);
-/* Draws the final state (always, unless OFF) and ends the bar's line. */
+/* Draws the final state and ends the bar's line, if anything was shown
+ * before or the work took 2 s or more (quick work stays silent). */
 void llm_progress_finish(struct llm_progress *p);
 
 /* "12.3k", "4.56M", "7.89G" (SI); "999" below 1000. */
