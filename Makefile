@@ -32,7 +32,7 @@ Q := $(if $(filter 1,$(V)),,@)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -MMD -MP -fopenmp \
            -D_GNU_SOURCE -Ilib -Ilib/core -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  := -lzstd -lcjson -lopenblas -lm -lpthread -lutil -fopenmp
+LDLIBS  := -lzstd -lcjson -lpcre2-8 -lopenblas -lm -lpthread -lutil -fopenmp
 ifeq ($(SANITIZE),1)
   CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDLIBS  += -fsanitize=address,undefined

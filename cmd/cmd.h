@@ -14,6 +14,7 @@ int cmd_parse(const struct llm_cmd_spec *spec, int argc, char **argv, struct llm
 int cmd_fail(const struct llm_cmd_spec *spec, int rc);
 
 int cmd_config(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
 
 #endif

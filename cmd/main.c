@@ -23,6 +23,7 @@ struct command {
 /* Only commands that work are listed (the rest of DESIGN.md's command line
  * appears here as each lands). */
 static const struct command commands[] = {
+    {"tokenize", cmd_tokenize, "train a byte-level BPE tokenizer; encode and decode text"},
     {"config", cmd_config, "validate a config and print the effective one (or --docs)"},
     {"ckpt", cmd_ckpt, "inspect or verify a checkpoint file"},
 };

@@ -1,0 +1,628 @@
+/* tok_train.c: byte-level BPE training. Pre-tokens are counted in parallel
+ * into a word -> count table (memory grows with distinct words, not with the
+ * corpus); merges are then learned with pair counts, an index from each pair
+ * to the words that contain it, a max-heap with lazy deletion, and updates of
+ * only the words a merge touches.
+ *
+ * Rule: the pair with the highest count is merged; ties go to the pair whose
+ * (bytes(a), bytes(b)) is lexicographically greatest (CS336). A merge whose
+ * result equals an existing token reuses its id (as HF does), and merging
+ * stops when the vocabulary has vocab_size distinct tokens or no pair is
+ * left. Ids: specials 0..S-1, byte b is S+b, merges follow in order. */
+#include "tok_impl.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/str.h"
+
+#include <omp.h>
+#include <stdlib.h>
+
+size_t llm_tok_safe_cut(const char *s, size_t n)
+{
+    for (size_t k = n; k-- > 1;) {
+        unsigned char c = (unsigned char)s[k];
+        if (s[k - 1] == '\n' && c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\v' &&
+            c != '\f' && c < 0x80)
+            return k;
+    }
+    return 0;
+}
+
+struct llm_tok_trainer {
+    struct llm_tok_train_opts o;
+    char **specials;       /* owned copies, longest first */
+    size_t *special_len;
+    uint8_t special_first[256];
+    char *pattern;
+    struct tok_regex re;
+    int threads;
+    struct tok_matcher *m;  /* (threads) */
+    struct tok_strmap *local; /* (threads) per-batch word counts */
+    struct tok_strmap words;  /* word bytes -> index */
+    uint64_t *counts;         /* (n words) */
+    size_t counts_cap;
+    uint64_t total;
+};
+
+void llm_tok_trainer_free(struct llm_tok_trainer *tr)
+{
+    if (!tr)
+        return;
+    for (int i = 0; i < tr->o.n_specials; i++)
+        free(tr->specials[i]);
+    free(tr->specials), free(tr->special_len), free(tr->pattern);
+    for (int i = 0; tr->m && i < tr->threads; i++)
+        tok_matcher_release(&tr->m[i]);
+    for (int i = 0; tr->local && i < tr->threads; i++)
+        tok_strmap_release(&tr->local[i]);
+    free(tr->m), free(tr->local), free(tr->counts);
+    tok_strmap_release(&tr->words);
+    tok_regex_release(&tr->re);
+    free(tr);
+}
+
+int llm_tok_trainer_new(const struct llm_tok_train_opts *o, struct llm_tok_trainer **out)
+{
+    if (o->n_specials < 0 || (uint64_t)o->vocab_size < 256 + (uint64_t)o->n_specials)
+        return llm_err(LLM_EINVAL, "vocabulary size %u is smaller than 256 bytes + %d special tokens",
+                       o->vocab_size, o->n_specials);
+    struct llm_tok_trainer *tr = llm_calloc(1, sizeof(*tr), "the trainer");
+    if (!tr)
+        return LLM_ENOMEM;
+    tr->o = *o;
+    tr->threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+    int rc = 0;
+    size_t ns = (size_t)o->n_specials;
+    tr->specials = llm_calloc(ns ? ns : 1, sizeof(char *), "special tokens");
+    tr->special_len = llm_calloc(ns ? ns : 1, sizeof(size_t), "special tokens");
+    if (!tr->specials || !tr->special_len) {
+        rc = LLM_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        const char *s = o->specials[i];
+        if (!s[0]) {
+            rc = llm_err(LLM_EINVAL, "a special token cannot be empty");
+            goto fail;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(o->specials[j], s)) {
+                rc = llm_err(LLM_EINVAL, "special token '%s' is given twice", s);
+                goto fail;
+            }
+        if (!(tr->specials[i] = llm_strdup(s))) {
+            rc = LLM_ENOMEM;
+            goto fail;
+        }
+    }
+    /* longest first, so "<|a|>" never hides "<|a|>b" */
+    for (size_t i = 0; i < ns; i++)
+        for (size_t j = i + 1; j < ns; j++)
+            if (strlen(tr->specials[j]) > strlen(tr->specials[i])) {
+                char *t = tr->specials[i];
+                tr->specials[i] = tr->specials[j], tr->specials[j] = t;
+            }
+    for (size_t i = 0; i < ns; i++) {
+        tr->special_len[i] = strlen(tr->specials[i]);
+        tr->special_first[(unsigned char)tr->specials[i][0]] = 1;
+    }
+    tr->pattern = llm_strdup(o->pattern ? o->pattern : LLM_TOK_GPT2_PATTERN);
+    if (!tr->pattern || (rc = tok_regex_compile(&tr->re, tr->pattern)))
+        goto fail;
+    tr->m = llm_calloc((size_t)tr->threads, sizeof(*tr->m), "regex scratch");
+    tr->local = llm_calloc((size_t)tr->threads, sizeof(*tr->local), "word tables");
+    if (!tr->m || !tr->local) {
+        rc = LLM_ENOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < tr->threads; i++)
+        if ((rc = tok_matcher_init(&tr->m[i], &tr->re)) || (rc = tok_strmap_init(&tr->local[i])))
+            goto fail;
+    if ((rc = tok_strmap_init(&tr->words)))
+        goto fail;
+    *out = tr;
+    return 0;
+fail:
+    llm_tok_trainer_free(tr);
+    return rc ? rc : LLM_ENOMEM;
+}
+
+/* Counting one pre-token into a thread's table (val = count in this batch). */
+static int count_piece(void *ctx, const char *s, size_t n)
+{
+    struct tok_strmap *m = ctx;
+    uint32_t c;
+    if (tok_strmap_get(m, s, n, &c))
+        return tok_strmap_put(m, s, n, c + 1);
+    return tok_strmap_put(m, s, n, 1);
+}
+
+/* Pre-tokenizes doc, never across a special token (specials are not counted). */
+static int count_doc(struct llm_tok_trainer *tr, int th, const char *s, size_t n)
+{
+    size_t start = 0;
+    int rc;
+    if (tr->o.n_specials) {
+        for (size_t i = 0; i < n; i++) {
+            if (!tr->special_first[(unsigned char)s[i]])
+                continue;
+            for (int k = 0; k < tr->o.n_specials; k++) {
+                size_t len = tr->special_len[k];
+                if (len <= n - i && !memcmp(s + i, tr->specials[k], len)) {
+                    if ((rc = tok_pretokenize(&tr->re, &tr->m[th], s + start, i - start,
+                                              count_piece, &tr->local[th])))
+                        return rc;
+                    i += len - 1;
+                    start = i + 1;
+                    break;
+                }
+            }
+        }
+    }
+    return tok_pretokenize(&tr->re, &tr->m[th], s + start, n - start, count_piece, &tr->local[th]);
+}
+
+int llm_tok_trainer_feed(struct llm_tok_trainer *tr, const char *const *docs, const size_t *lens,
+                         size_t n_docs)
+{
+    int rc = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(tr->threads)
+    for (size_t i = 0; i < n_docs; i++) {
+        int r = count_doc(tr, omp_get_thread_num(), docs[i], lens[i]);
+        if (r) {
+#pragma omp critical
+            rc = rc ? rc : llm_err(r, "%s", llm_errmsg()); /* keep the first message */
+        }
+    }
+    /* Fold the per-thread tables into the global one, then empty them. */
+    for (int th = 0; th < tr->threads; th++) {
+        struct tok_strmap *l = &tr->local[th];
+        for (size_t e = 0; e < l->n && !rc; e++) {
+            const struct tok_strent *x = &l->ent[e];
+            uint32_t idx;
+            if (!tok_strmap_get(&tr->words, l->blob + x->off, x->len, &idx)) {
+                idx = (uint32_t)tr->words.n;
+                if (idx == UINT32_MAX) {
+                    rc = llm_err(LLM_EINVAL, "more than 4 billion distinct pre-tokens");
+                    break;
+                }
+                if ((rc = tok_strmap_put(&tr->words, l->blob + x->off, x->len, idx)))
+                    break;
+                if (idx >= tr->counts_cap) {
+                    size_t nc = tr->counts_cap ? tr->counts_cap * 2 : 1 << 16;
+                    uint64_t *p = realloc(tr->counts, nc * sizeof(*p));
+                    if (!p) {
+                        rc = llm_err(LLM_ENOMEM, "out of memory counting words");
+                        break;
+                    }
+                    tr->counts = p, tr->counts_cap = nc;
+                }
+                tr->counts[idx] = 0;
+            }
+            tr->counts[idx] += x->val;
+            tr->total += x->val;
+        }
+        tok_strmap_release(l);
+        if (!rc)
+            rc = tok_strmap_init(l);
+    }
+    return rc;
+}
+
+void llm_tok_trainer_stats(const struct llm_tok_trainer *tr, uint64_t *distinct, uint64_t *total)
+{
+    *distinct = tr->words.n;
+    *total = tr->total;
+}
+
+/* ---- learning merges ---- */
+struct pairinfo {
+    int64_t count;
+    uint32_t a, b;
+    uint32_t *words; /* words that contain (or once contained) the pair */
+    uint32_t nw, cw;
+};
+
+struct heapent {
+    int64_t count;
+    uint32_t pair;
+};
+
+struct learner {
+    uint32_t *sym;       /* all words' symbols, back to back */
+    uint64_t *woff;      /* (W) start of word w in sym */
+    uint32_t *wlen;      /* (W) current number of symbols */
+    uint64_t *wcount;    /* (W) occurrences of the word */
+    uint32_t *stamp;     /* (W) last merge that visited the word */
+    size_t W;
+    /* token bytes by internal id (bytes 0..255, then merges) */
+    char *tb;
+    uint64_t *toff;
+    uint32_t *tlen;
+    size_t ntok, tb_n, tb_cap, tok_cap;
+    struct tok_strmap tok_by_bytes;
+    struct tok_pairmap pair_idx; /* a<<32|b -> pair index */
+    struct pairinfo *pairs;
+    size_t npairs, pairs_cap;
+    struct heapent *heap;
+    size_t hn, hcap;
+};
+
+/* Is pair x ranked above pair y at equal counts? (bytes(a), bytes(b)) greater. */
+static int pair_greater(const struct learner *L, uint32_t x, uint32_t y)
+{
+    const struct pairinfo *p = &L->pairs[x], *q = &L->pairs[y];
+    for (int side = 0; side < 2; side++) {
+        uint32_t u = side ? p->b : p->a, v = side ? q->b : q->a;
+        size_t lu = L->tlen[u], lv = L->tlen[v];
+        int c = memcmp(L->tb + L->toff[u], L->tb + L->toff[v], lu < lv ? lu : lv);
+        if (c)
+            return c > 0;
+        if (lu != lv)
+            return lu > lv;
+    }
+    return 0;
+}
+
+static int heap_above(const struct learner *L, const struct heapent *x, const struct heapent *y)
+{
+    if (x->count != y->count)
+        return x->count > y->count;
+    return pair_greater(L, x->pair, y->pair);
+}
+
+static int heap_push(struct learner *L, uint32_t pair, int64_t count)
+{
+    if (L->hn == L->hcap) {
+        size_t nc = L->hcap ? L->hcap * 2 : 1 << 16;
+        struct heapent *h = realloc(L->heap, nc * sizeof(*h));
+        if (!h)
+            return llm_err(LLM_ENOMEM, "out of memory for the pair heap");
+        L->heap = h, L->hcap = nc;
+    }
+    struct heapent x = {count, pair};
+    size_t i = L->hn++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!heap_above(L, &x, &L->heap[p]))
+            break;
+        L->heap[i] = L->heap[p];
+        i = p;
+    }
+    L->heap[i] = x;
+    return 0;
+}
+
+static struct heapent heap_pop(struct learner *L)
+{
+    struct heapent top = L->heap[0], x = L->heap[--L->hn];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= L->hn)
+            break;
+        if (c + 1 < L->hn && heap_above(L, &L->heap[c + 1], &L->heap[c]))
+            c++;
+        if (!heap_above(L, &L->heap[c], &x))
+            break;
+        L->heap[i] = L->heap[c];
+        i = c;
+    }
+    L->heap[i] = x;
+    return top;
+}
+
+/* The index of pair (a, b), created with count 0 if new. */
+static int pair_get(struct learner *L, uint32_t a, uint32_t b, uint32_t *out)
+{
+    uint64_t key = (uint64_t)a << 32 | b;
+    if (tok_pairmap_get(&L->pair_idx, key, out, NULL))
+        return 0;
+    if (L->npairs == L->pairs_cap) {
+        size_t nc = L->pairs_cap ? L->pairs_cap * 2 : 1 << 16;
+        struct pairinfo *p = realloc(L->pairs, nc * sizeof(*p));
+        if (!p)
+            return llm_err(LLM_ENOMEM, "out of memory for pair counts");
+        L->pairs = p, L->pairs_cap = nc;
+    }
+    *out = (uint32_t)L->npairs;
+    L->pairs[L->npairs++] = (struct pairinfo){0, a, b, NULL, 0, 0};
+    return tok_pairmap_put(&L->pair_idx, key, *out, 0);
+}
+
+static int pair_add_word(struct pairinfo *p, uint32_t w)
+{
+    if (p->nw && p->words[p->nw - 1] == w)
+        return 0;
+    if (p->nw == p->cw) {
+        uint32_t nc = p->cw ? p->cw * 2 : 4;
+        uint32_t *x = realloc(p->words, nc * sizeof(*x));
+        if (!x)
+            return llm_err(LLM_ENOMEM, "out of memory for the pair index");
+        p->words = x, p->cw = nc;
+    }
+    p->words[p->nw++] = w;
+    return 0;
+}
+
+static int add_token(struct learner *L, const char *bytes, size_t n, uint32_t *id)
+{
+    if (L->ntok == L->tok_cap) {
+        size_t nc = L->tok_cap ? L->tok_cap * 2 : 1024;
+        uint64_t *o = realloc(L->toff, nc * sizeof(*o));
+        if (o)
+            L->toff = o;
+        uint32_t *l = realloc(L->tlen, nc * sizeof(*l));
+        if (l)
+            L->tlen = l;
+        if (!o || !l)
+            return llm_err(LLM_ENOMEM, "out of memory for the vocabulary");
+        L->tok_cap = nc;
+    }
+    if (L->tb_n + n > L->tb_cap) {
+        size_t nc = L->tb_cap ? L->tb_cap * 2 : 1 << 20;
+        while (nc < L->tb_n + n)
+            nc *= 2;
+        char *p = realloc(L->tb, nc);
+        if (!p)
+            return llm_err(LLM_ENOMEM, "out of memory for the vocabulary");
+        L->tb = p, L->tb_cap = nc;
+    }
+    memcpy(L->tb + L->tb_n, bytes, n);
+    L->toff[L->ntok] = L->tb_n;
+    L->tlen[L->ntok] = (uint32_t)n;
+    L->tb_n += n;
+    *id = (uint32_t)L->ntok++;
+    return tok_strmap_put(&L->tok_by_bytes, bytes, n, *id);
+}
+
+static void learner_release(struct learner *L)
+{
+    for (size_t i = 0; i < L->npairs; i++)
+        free(L->pairs[i].words);
+    free(L->pairs), free(L->heap), free(L->sym), free(L->woff), free(L->wlen), free(L->wcount),
+        free(L->stamp), free(L->tb), free(L->toff), free(L->tlen);
+    tok_strmap_release(&L->tok_by_bytes);
+    tok_pairmap_release(&L->pair_idx);
+}
+
+/* Applies merge (a, b) -> t to word w; updates the counts of the pairs it
+ * changes (only pairs next to a merge position change). */
+static int merge_word(struct learner *L, uint32_t w, uint32_t a, uint32_t b, uint32_t t,
+                      uint8_t *mark, uint8_t *made, uint32_t *tmp)
+{
+    uint32_t *s = L->sym + L->woff[w];
+    uint32_t n = L->wlen[w], m = 0;
+    int64_t c = (int64_t)L->wcount[w];
+    int found = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        mark[i] = 0;
+        if (i + 1 < n && s[i] == a && s[i + 1] == b)
+            found = 1;
+    }
+    if (!found)
+        return 0; /* stale entry of the index */
+    for (uint32_t i = 0; i < n;) {
+        if (i + 1 < n && s[i] == a && s[i + 1] == b) {
+            mark[i] = mark[i + 1] = 1;
+            made[m] = 1;
+            tmp[m++] = t;
+            i += 2;
+        } else {
+            made[m] = 0;
+            tmp[m++] = s[i++];
+        }
+    }
+    int rc;
+    uint32_t p;
+    for (uint32_t i = 0; i + 1 < n; i++) /* pairs that are gone */
+        if (mark[i] || mark[i + 1]) {
+            tok_pairmap_get(&L->pair_idx, (uint64_t)s[i] << 32 | s[i + 1], &p, NULL);
+            L->pairs[p].count -= c;
+        }
+    for (uint32_t j = 0; j + 1 < m; j++) /* pairs that are new */
+        if (made[j] || made[j + 1]) {
+            if ((rc = pair_get(L, tmp[j], tmp[j + 1], &p)))
+                return rc;
+            L->pairs[p].count += c;
+            if ((rc = pair_add_word(&L->pairs[p], w)) || (rc = heap_push(L, p, L->pairs[p].count)))
+                return rc;
+        }
+    memcpy(s, tmp, m * sizeof(*s));
+    L->wlen[w] = m;
+    return 0;
+}
+
+static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t n_target,
+                 uint32_t (**merges_out)[3], uint32_t *n_merges_out,
+                 void (*progress)(void *, uint64_t, uint64_t), void *ctx)
+{
+    int rc;
+    size_t W = tr->words.n, total_syms = 0, maxlen = 1;
+    for (size_t w = 0; w < W; w++) {
+        total_syms += tr->words.ent[w].len;
+        if (tr->words.ent[w].len > maxlen)
+            maxlen = tr->words.ent[w].len;
+    }
+    L->W = W;
+    L->sym = malloc((total_syms ? total_syms : 1) * sizeof(*L->sym));
+    L->woff = malloc((W ? W : 1) * sizeof(*L->woff));
+    L->wlen = malloc((W ? W : 1) * sizeof(*L->wlen));
+    L->wcount = malloc((W ? W : 1) * sizeof(*L->wcount));
+    L->stamp = calloc(W ? W : 1, sizeof(*L->stamp));
+    uint8_t *mark = malloc(maxlen), *made = malloc(maxlen);
+    uint32_t *tmp = malloc(maxlen * sizeof(*tmp));
+    uint32_t (*merges)[3] = malloc((n_target ? n_target : 1) * sizeof(*merges));
+    if (!L->sym || !L->woff || !L->wlen || !L->wcount || !L->stamp || !mark || !made || !tmp ||
+        !merges) {
+        rc = llm_err(LLM_ENOMEM, "out of memory for %zu words (%zu symbols)", W, total_syms);
+        goto out;
+    }
+    if ((rc = tok_strmap_init(&L->tok_by_bytes)) || (rc = tok_pairmap_init(&L->pair_idx, 1 << 16)))
+        goto out;
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        uint32_t id;
+        if ((rc = add_token(L, &c, 1, &id)))
+            goto out;
+    }
+    /* words and their initial pairs */
+    size_t off = 0;
+    for (size_t w = 0; w < W; w++) {
+        const struct tok_strent *e = &tr->words.ent[w];
+        const unsigned char *bytes = (const unsigned char *)tr->words.blob + e->off;
+        uint32_t idx = e->val;
+        L->woff[idx] = off;
+        L->wlen[idx] = e->len;
+        L->wcount[idx] = tr->counts[idx];
+        for (uint32_t i = 0; i < e->len; i++)
+            L->sym[off + i] = bytes[i];
+        off += e->len;
+    }
+    for (size_t w = 0; w < W; w++) {
+        const uint32_t *s = L->sym + L->woff[w];
+        for (uint32_t i = 0; i + 1 < L->wlen[w]; i++) {
+            uint32_t p;
+            if ((rc = pair_get(L, s[i], s[i + 1], &p)))
+                goto out;
+            L->pairs[p].count += (int64_t)L->wcount[w];
+            if ((rc = pair_add_word(&L->pairs[p], (uint32_t)w)))
+                goto out;
+        }
+    }
+    for (size_t p = 0; p < L->npairs; p++)
+        if ((rc = heap_push(L, (uint32_t)p, L->pairs[p].count)))
+            goto out;
+
+    uint32_t nm = 0, vocab = 256, want = n_target; /* want: distinct tokens to reach */
+    uint32_t step = 0;
+    while (vocab < want && L->hn) {
+        struct heapent top = heap_pop(L);
+        struct pairinfo *P = &L->pairs[top.pair];
+        if (top.count != P->count) {
+            /* stale: re-queue with the current count if it fell (a newer
+             * entry exists if it rose) */
+            if (P->count > 0 && P->count < top.count && (rc = heap_push(L, top.pair, P->count)))
+                goto out;
+            continue;
+        }
+        if (P->count <= 0)
+            break; /* only pairs that no longer occur are left */
+        uint32_t a = P->a, b = P->b, t;
+        size_t la = L->tlen[a], lb = L->tlen[b];
+        char *cat = malloc(la + lb);
+        if (!cat) {
+            rc = llm_err(LLM_ENOMEM, "out of memory for a token");
+            goto out;
+        }
+        memcpy(cat, L->tb + L->toff[a], la);
+        memcpy(cat + la, L->tb + L->toff[b], lb);
+        int existed = tok_strmap_get(&L->tok_by_bytes, cat, la + lb, &t);
+        if (!existed) {
+            rc = add_token(L, cat, la + lb, &t);
+            vocab++;
+        }
+        free(cat);
+        if (rc)
+            goto out;
+        merges[nm][0] = a, merges[nm][1] = b, merges[nm][2] = t;
+        nm++;
+        step++;
+        /* P may move when pairs grow: work from a copy of its word list */
+        uint32_t pidx = top.pair, nw = L->pairs[pidx].nw;
+        uint32_t *ws = L->pairs[pidx].words;
+        L->pairs[pidx].words = NULL, L->pairs[pidx].nw = L->pairs[pidx].cw = 0;
+        for (uint32_t k = 0; k < nw && !rc; k++) {
+            uint32_t w = ws[k];
+            if (L->stamp[w] == step)
+                continue;
+            L->stamp[w] = step;
+            rc = merge_word(L, w, a, b, t, mark, made, tmp);
+        }
+        free(ws);
+        if (rc)
+            goto out;
+        L->pairs[pidx].count = 0;
+        if (progress && (nm % 64 == 0))
+            progress(ctx, vocab - 256, want - 256);
+        if (nm == n_target)
+            break;
+    }
+    if (progress)
+        progress(ctx, vocab - 256, want - 256);
+    *merges_out = merges;
+    *n_merges_out = nm;
+    merges = NULL;
+out:
+    free(mark), free(made), free(tmp), free(merges);
+    return rc;
+}
+
+int llm_tok_trainer_finish(struct llm_tok_trainer *tr, struct llm_tokenizer **out,
+                           void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
+{
+    uint32_t S = (uint32_t)tr->o.n_specials;
+    uint32_t want = tr->o.vocab_size - S; /* bytes + merged tokens */
+    struct learner L = {0};
+    uint32_t(*merges)[3] = NULL, nm = 0;
+    int rc = learn(tr, &L, want - 256 + 0, &merges, &nm, progress, ctx);
+    /* learn stops at `want` distinct tokens; n_target bounds the merge list */
+    struct llm_tokenizer *t = NULL;
+    if (rc)
+        goto out;
+    if (L.ntok < want)
+        llm_warn("the corpus ran out of pairs: %zu tokens instead of %u", L.ntok + S, tr->o.vocab_size);
+    t = llm_calloc(1, sizeof(*t), "a tokenizer");
+    if (!t) {
+        rc = LLM_ENOMEM;
+        goto out;
+    }
+    t->n_vocab = S + (uint32_t)L.ntok;
+    size_t blob = L.tb_n;
+    for (uint32_t i = 0; i < S; i++)
+        blob += strlen(tr->o.specials[i]);
+    t->blob = malloc(blob ? blob : 1);
+    t->tok_off = malloc(t->n_vocab * sizeof(*t->tok_off));
+    t->tok_len = malloc(t->n_vocab * sizeof(*t->tok_len));
+    t->added = llm_calloc(S ? S : 1, sizeof(*t->added), "special tokens");
+    t->merges = malloc((nm ? nm : 1) * sizeof(*t->merges));
+    t->pattern = llm_strdup(tr->pattern);
+    if (!t->blob || !t->tok_off || !t->tok_len || !t->added || !t->merges || !t->pattern) {
+        rc = llm_err(LLM_ENOMEM, "out of memory building the tokenizer");
+        goto out;
+    }
+    size_t k = 0;
+    for (uint32_t i = 0; i < S; i++) { /* specials in the order given */
+        size_t n = strlen(tr->o.specials[i]);
+        memcpy(t->blob + k, tr->o.specials[i], n);
+        t->tok_off[i] = k, t->tok_len[i] = (uint32_t)n;
+        k += n;
+        struct tok_added *a = &t->added[t->n_added++];
+        a->content = llm_strdup(tr->o.specials[i]);
+        a->len = (uint32_t)n, a->id = i, a->special = 1;
+        if (!a->content) {
+            rc = LLM_ENOMEM;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < L.ntok; i++) {
+        memcpy(t->blob + k, L.tb + L.toff[i], L.tlen[i]);
+        t->tok_off[S + i] = k, t->tok_len[S + i] = L.tlen[i];
+        k += L.tlen[i];
+    }
+    for (uint32_t r = 0; r < nm; r++)
+        for (int j = 0; j < 3; j++)
+            t->merges[r][j] = merges[r][j] + S;
+    t->n_merges = nm;
+    t->pattern_is_bytelevel = !strcmp(tr->pattern, LLM_TOK_GPT2_PATTERN);
+    rc = tok_finalize(t);
+out:
+    free(merges);
+    learner_release(&L);
+    if (rc) {
+        llm_tok_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}

@@ -1,0 +1,307 @@
+/* tok_util.c: hash maps, GPT-2's byte-level alphabet and the PCRE2
+ * pre-tokenizer shared by the tokenizer's encoder, loader and trainer. */
+#include "tok_impl.h"
+#include "core/err.h"
+
+#include <stdlib.h>
+
+/* ---- pair map ---- */
+int tok_pairmap_init(struct tok_pairmap *m, size_t expect)
+{
+    memset(m, 0, sizeof(*m));
+    size_t cap = 16;
+    while (cap < expect * 2)
+        cap *= 2;
+    m->keys = malloc(cap * sizeof(*m->keys));
+    m->v1 = malloc(cap * sizeof(*m->v1));
+    m->v2 = malloc(cap * sizeof(*m->v2));
+    if (!m->keys || !m->v1 || !m->v2) {
+        tok_pairmap_release(m);
+        return llm_err(LLM_ENOMEM, "out of memory for a merge table of %zu entries", expect);
+    }
+    memset(m->keys, 0xff, cap * sizeof(*m->keys));
+    m->cap = cap;
+    return 0;
+}
+
+void tok_pairmap_release(struct tok_pairmap *m)
+{
+    free(m->keys), free(m->v1), free(m->v2);
+    memset(m, 0, sizeof(*m));
+}
+
+static int pairmap_grow(struct tok_pairmap *m)
+{
+    struct tok_pairmap n;
+    int rc = tok_pairmap_init(&n, m->cap);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->keys[i] != UINT64_MAX)
+            tok_pairmap_put(&n, m->keys[i], m->v1[i], m->v2[i]);
+    tok_pairmap_release(m);
+    *m = n;
+    return 0;
+}
+
+int tok_pairmap_put(struct tok_pairmap *m, uint64_t key, uint32_t v1, uint32_t v2)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        int rc = pairmap_grow(m);
+        if (rc)
+            return rc;
+    }
+    size_t mask = m->cap - 1, i = tok_mix(key) & mask;
+    while (m->keys[i] != UINT64_MAX && m->keys[i] != key)
+        i = (i + 1) & mask;
+    if (m->keys[i] == UINT64_MAX)
+        m->n++;
+    m->keys[i] = key, m->v1[i] = v1, m->v2[i] = v2;
+    return 0;
+}
+
+/* ---- string map ---- */
+int tok_strmap_init(struct tok_strmap *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->cap = 1024;
+    m->slot = calloc(m->cap, sizeof(*m->slot));
+    if (!m->slot)
+        return llm_err(LLM_ENOMEM, "out of memory for a vocabulary table");
+    return 0;
+}
+
+void tok_strmap_release(struct tok_strmap *m)
+{
+    free(m->slot), free(m->ent), free(m->blob);
+    memset(m, 0, sizeof(*m));
+}
+
+static size_t strmap_find(const struct tok_strmap *m, const char *s, size_t n, uint64_t h)
+{
+    size_t mask = m->cap - 1, i = h & mask;
+    for (;;) {
+        uint32_t e = m->slot[i];
+        if (!e)
+            return i;
+        const struct tok_strent *x = &m->ent[e - 1];
+        if (x->hash == h && x->len == n && !memcmp(m->blob + x->off, s, n))
+            return i;
+        i = (i + 1) & mask;
+    }
+}
+
+int tok_strmap_get(const struct tok_strmap *m, const char *s, size_t n, uint32_t *val)
+{
+    uint32_t e = m->slot[strmap_find(m, s, n, tok_hash(s, n))];
+    if (!e)
+        return 0;
+    *val = m->ent[e - 1].val;
+    return 1;
+}
+
+int tok_strmap_put(struct tok_strmap *m, const char *s, size_t n, uint32_t val)
+{
+    uint64_t h = tok_hash(s, n);
+    size_t i = strmap_find(m, s, n, h);
+    if (m->slot[i]) {
+        m->ent[m->slot[i] - 1].val = val;
+        return 0;
+    }
+    if (m->n == m->ecap) {
+        size_t ncap = m->ecap ? m->ecap * 2 : 1024;
+        void *p = realloc(m->ent, ncap * sizeof(*m->ent));
+        if (!p)
+            return llm_err(LLM_ENOMEM, "out of memory for a vocabulary table");
+        m->ent = p, m->ecap = ncap;
+    }
+    if (m->blob_n + n > m->blob_cap) {
+        size_t ncap = m->blob_cap ? m->blob_cap * 2 : 65536;
+        while (ncap < m->blob_n + n)
+            ncap *= 2;
+        void *p = realloc(m->blob, ncap);
+        if (!p)
+            return llm_err(LLM_ENOMEM, "out of memory for a vocabulary table");
+        m->blob = p, m->blob_cap = ncap;
+    }
+    memcpy(m->blob + m->blob_n, s, n);
+    m->ent[m->n] = (struct tok_strent){m->blob_n, (uint32_t)n, val, h};
+    m->blob_n += n;
+    m->slot[i] = (uint32_t)++m->n;
+    if (m->n * 2 > m->cap) { /* rehash into twice the slots */
+        size_t ncap = m->cap * 2;
+        uint32_t *ns = calloc(ncap, sizeof(*ns));
+        if (!ns)
+            return llm_err(LLM_ENOMEM, "out of memory for a vocabulary table");
+        free(m->slot);
+        m->slot = ns, m->cap = ncap;
+        for (size_t e = 0; e < m->n; e++) {
+            size_t j = m->ent[e].hash & (ncap - 1);
+            while (ns[j])
+                j = (j + 1) & (ncap - 1);
+            ns[j] = (uint32_t)e + 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- byte-level alphabet ---- */
+void tok_bytelevel_tables(uint16_t byte2cp[256], int16_t cp2byte[512])
+{
+    int extra = 0;
+    for (int i = 0; i < 512; i++)
+        cp2byte[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+        byte2cp[b] = (uint16_t)(printable ? b : 256 + extra++);
+        cp2byte[byte2cp[b]] = (int16_t)b;
+    }
+}
+
+static uint16_t b2c[256];
+static int16_t c2b[512];
+static int tables_ready;
+
+static void ensure_tables(void)
+{
+    /* Idempotent and deterministic, so a benign race between threads is harmless;
+     * callers reach this first from the single-threaded loader anyway. */
+    if (!tables_ready) {
+        tok_bytelevel_tables(b2c, c2b);
+        tables_ready = 1;
+    }
+}
+
+size_t tok_bytes_to_vocab(const char *s, size_t n, char *out)
+{
+    ensure_tables();
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned cp = b2c[(unsigned char)s[i]];
+        if (cp < 0x80)
+            out[k++] = (char)cp;
+        else {
+            out[k++] = (char)(0xc0 | (cp >> 6));
+            out[k++] = (char)(0x80 | (cp & 0x3f));
+        }
+    }
+    out[k] = '\0';
+    return k;
+}
+
+long tok_vocab_to_bytes(const char *s, size_t n, char *out)
+{
+    ensure_tables();
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned c = (unsigned char)s[i], cp;
+        if (c < 0x80)
+            cp = c, i++;
+        else if ((c & 0xe0) == 0xc0 && i + 1 < n && ((unsigned char)s[i + 1] & 0xc0) == 0x80)
+            cp = ((c & 0x1f) << 6) | ((unsigned char)s[i + 1] & 0x3f), i += 2;
+        else
+            return -1;
+        if (cp >= 512 || c2b[cp] < 0)
+            return -1;
+        out[k++] = (char)c2b[cp];
+    }
+    return (long)k;
+}
+
+/* ---- regex pre-tokenizer ---- */
+int tok_regex_compile(struct tok_regex *re, const char *pattern)
+{
+    memset(re, 0, sizeof(*re));
+    int errcode;
+    PCRE2_SIZE erroff;
+    /* UCP: \s, \d, \w follow Unicode. MATCH_INVALID_UTF: invalid UTF-8 in the
+     * text is never matched (it becomes a piece of its own) instead of being
+     * undefined behaviour. */
+    re->code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                             PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &errcode, &erroff,
+                             NULL);
+    if (!re->code) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(errcode, msg, sizeof(msg));
+        return llm_err(LLM_EINVAL, "bad pre-tokenizer pattern at offset %zu: %s", (size_t)erroff,
+                       (char *)msg);
+    }
+    re->jit = pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE) == 0;
+    return 0;
+}
+
+void tok_regex_release(struct tok_regex *re)
+{
+    pcre2_code_free(re->code);
+    memset(re, 0, sizeof(*re));
+}
+
+int tok_matcher_init(struct tok_matcher *m, const struct tok_regex *re)
+{
+    memset(m, 0, sizeof(*m));
+    if (!re || !re->code)
+        return 0;
+    m->md = pcre2_match_data_create_from_pattern(re->code, NULL);
+    m->mctx = pcre2_match_context_create(NULL);
+    /* Long whitespace runs with (?!\S) backtrack deeply: give JIT room. */
+    m->stack = re->jit ? pcre2_jit_stack_create(32 << 10, 64 << 20, NULL) : NULL;
+    if (!m->md || !m->mctx || (re->jit && !m->stack)) {
+        tok_matcher_release(m);
+        return llm_err(LLM_ENOMEM, "out of memory for regex scratch");
+    }
+    if (m->stack)
+        pcre2_jit_stack_assign(m->mctx, NULL, m->stack);
+    return 0;
+}
+
+void tok_matcher_release(struct tok_matcher *m)
+{
+    pcre2_match_data_free(m->md);
+    pcre2_match_context_free(m->mctx);
+    pcre2_jit_stack_free(m->stack);
+    memset(m, 0, sizeof(*m));
+}
+
+int tok_pretokenize(const struct tok_regex *re, struct tok_matcher *m, const char *s, size_t n,
+                    tok_piece_fn fn, void *ctx)
+{
+    if (!n)
+        return 0;
+    if (!re || !re->code)
+        return fn(ctx, s, n);
+    size_t pos = 0;
+    int rc;
+    while (pos < n) {
+        int r = re->jit ? pcre2_jit_match(re->code, (PCRE2_SPTR)s, n, pos, 0, m->md, m->mctx)
+                        : pcre2_match(re->code, (PCRE2_SPTR)s, n, pos, 0, m->md, m->mctx);
+        if (r == PCRE2_ERROR_NOMATCH)
+            break;
+        if (r < 0 && re->jit) /* JIT stack exhausted on a pathological run: interpret */
+            r = pcre2_match(re->code, (PCRE2_SPTR)s, n, pos, 0, m->md, m->mctx);
+        if (r == PCRE2_ERROR_NOMATCH)
+            break;
+        if (r < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(r, msg, sizeof(msg));
+            return llm_err(LLM_EINVAL, "pre-tokenizer regex failed at byte %zu: %s", pos,
+                           (char *)msg);
+        }
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
+        size_t a = ov[0], b = ov[1];
+        if (a > pos && (rc = fn(ctx, s + pos, a - pos)))
+            return rc; /* bytes the pattern skipped */
+        if (b == a) { /* empty match: step over one byte so we always advance */
+            if (b >= n)
+                break;
+            b = a + 1;
+            while (b < n && ((unsigned char)s[b] & 0xc0) == 0x80)
+                b++;
+        }
+        if ((rc = fn(ctx, s + a, b - a)))
+            return rc;
+        pos = b;
+    }
+    if (pos < n && (rc = fn(ctx, s + pos, n - pos)))
+        return rc;
+    return 0;
+}
