@@ -47,6 +47,11 @@ int64_t llm_tok_special_id(const struct llm_tokenizer *t, const char *content);
 /* The bytes of a token (borrowed), or NULL for an id not in the vocabulary. */
 const char *llm_tok_token_bytes(const struct llm_tokenizer *t, uint32_t id, size_t *len);
 
+/* Merges in rank order: n, and the ids (a, b) -> result of merge `rank`. */
+uint32_t llm_tok_n_merges(const struct llm_tokenizer *t);
+int llm_tok_merge(const struct llm_tokenizer *t, uint32_t rank, uint32_t *a, uint32_t *b,
+                  uint32_t *result);
+
 /* Per-thread encoding state: a cache of pre-token -> ids and regex scratch. */
 struct llm_tok_encoder;
 int llm_tok_encoder_new(const struct llm_tokenizer *t, struct llm_tok_encoder **out);

@@ -68,6 +68,17 @@ const char *llm_tok_token_bytes(const struct llm_tokenizer *t, uint32_t id, size
     return t->blob + t->tok_off[id];
 }
 
+uint32_t llm_tok_n_merges(const struct llm_tokenizer *t) { return t->n_merges; }
+
+int llm_tok_merge(const struct llm_tokenizer *t, uint32_t rank, uint32_t *a, uint32_t *b,
+                  uint32_t *result)
+{
+    if (rank >= t->n_merges)
+        return llm_err(LLM_EINVAL, "merge %u does not exist (%u merges)", rank, t->n_merges);
+    *a = t->merges[rank][0], *b = t->merges[rank][1], *result = t->merges[rank][2];
+    return 0;
+}
+
 static int cmp_added(const void *a, const void *b)
 {
     const struct tok_added *x = a, *y = b;

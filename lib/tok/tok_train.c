@@ -433,7 +433,8 @@ static int merge_word(struct learner *L, uint32_t w, uint32_t a, uint32_t b, uin
     return 0;
 }
 
-static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t n_target,
+/* Learns merges until the vocabulary has `want` distinct tokens (bytes included). */
+static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t want,
                  uint32_t (**merges_out)[3], uint32_t *n_merges_out,
                  void (*progress)(void *, uint64_t, uint64_t), void *ctx)
 {
@@ -452,7 +453,8 @@ static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t n_targe
     L->stamp = calloc(W ? W : 1, sizeof(*L->stamp));
     uint8_t *mark = malloc(maxlen), *made = malloc(maxlen);
     uint32_t *tmp = malloc(maxlen * sizeof(*tmp));
-    uint32_t (*merges)[3] = malloc((n_target ? n_target : 1) * sizeof(*merges));
+    size_t merges_cap = want > 256 ? want - 256 : 1;
+    uint32_t (*merges)[3] = malloc(merges_cap * sizeof(*merges));
     if (!L->sym || !L->woff || !L->wlen || !L->wcount || !L->stamp || !mark || !made || !tmp ||
         !merges) {
         rc = llm_err(LLM_ENOMEM, "out of memory for %zu words (%zu symbols)", W, total_syms);
@@ -494,8 +496,7 @@ static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t n_targe
         if ((rc = heap_push(L, (uint32_t)p, L->pairs[p].count)))
             goto out;
 
-    uint32_t nm = 0, vocab = 256, want = n_target; /* want: distinct tokens to reach */
-    uint32_t step = 0;
+    uint32_t nm = 0, vocab = 256, step = 0;
     while (vocab < want && L->hn) {
         struct heapent top = heap_pop(L);
         struct pairinfo *P = &L->pairs[top.pair];
@@ -525,6 +526,14 @@ static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t n_targe
         free(cat);
         if (rc)
             goto out;
+        if (nm == merges_cap) { /* merges that re-made an existing token need room */
+            void *g = realloc(merges, 2 * merges_cap * sizeof(*merges));
+            if (!g) {
+                rc = llm_err(LLM_ENOMEM, "out of memory for the merges");
+                goto out;
+            }
+            merges = g, merges_cap *= 2;
+        }
         merges[nm][0] = a, merges[nm][1] = b, merges[nm][2] = t;
         nm++;
         step++;
@@ -545,8 +554,6 @@ static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t n_targe
         L->pairs[pidx].count = 0;
         if (progress && (nm % 64 == 0))
             progress(ctx, vocab - 256, want - 256);
-        if (nm == n_target)
-            break;
     }
     if (progress)
         progress(ctx, vocab - 256, want - 256);
@@ -565,8 +572,7 @@ int llm_tok_trainer_finish(struct llm_tok_trainer *tr, struct llm_tokenizer **ou
     uint32_t want = tr->o.vocab_size - S; /* bytes + merged tokens */
     struct learner L = {0};
     uint32_t(*merges)[3] = NULL, nm = 0;
-    int rc = learn(tr, &L, want - 256 + 0, &merges, &nm, progress, ctx);
-    /* learn stops at `want` distinct tokens; n_target bounds the merge list */
+    int rc = learn(tr, &L, want, &merges, &nm, progress, ctx);
     struct llm_tokenizer *t = NULL;
     if (rc)
         goto out;
