@@ -1,6 +1,7 @@
 #!/bin/sh
-# demo.sh LLM: runs what `llm` can do today on built-in data, end to end.
-# It grows with each capability until it goes from raw text to generated text.
+# demo.sh LLM: runs what `llm` can do today on built-in data (this repository's
+# own documentation as the corpus), end to end. It grows with each capability
+# until it goes from raw text to generated text.
 set -eu
 LLM=${1:-./llm}
 out=${DEMO_DIR:-build/demo}
@@ -10,9 +11,26 @@ echo "== the binary, its backends and the devices it finds"
 "$LLM" --version
 
 echo
-echo "== the effective config of configs/tiny.json, with a command-line override"
-"$LLM" config configs/tiny.json --set train.steps=20 --set optim.lr=1e-3 >"$out/config.json"
-head -n 12 "$out/config.json"
+echo "== train a byte-level BPE tokenizer (vocab 1024) on the docs of this repository"
+cat README.md docs/*.md >"$out/corpus.txt"
+"$LLM" tokenize train --vocab-size 1024 --special "<|endoftext|>" -o "$out/tokenizer.json" "$out/corpus.txt"
+
+echo
+echo "== encode the corpus to a token shard and decode it back"
+"$LLM" tokenize encode --tokenizer "$out/tokenizer.json" --format bin -o "$out/train.bin" "$out/corpus.txt"
+"$LLM" tokenize decode --tokenizer "$out/tokenizer.json" -o "$out/decoded.txt" "$out/train.bin"
+cmp "$out/corpus.txt" "$out/decoded.txt"
+bytes=$(wc -c <"$out/corpus.txt")
+tokens=$(( ($(wc -c <"$out/train.bin") - 32) / 2 ))
+echo "$bytes bytes -> $tokens tokens ($(awk "BEGIN{printf \"%.2f\", $bytes/$tokens}") bytes/token); decode gives the exact bytes back"
+printf 'Hello, world! Tokenizers turn text into ids.' >"$out/hello.txt"
+printf '"%s" -> ' "$(cat "$out/hello.txt")"
+"$LLM" tokenize encode --tokenizer "$out/tokenizer.json" "$out/hello.txt"
+
+echo
+echo "== the effective config of configs/tiny.json, with command-line overrides"
+"$LLM" config configs/tiny.json --set train.steps=20 --set schedule.warmup=5 --set optim.lr=1e-3 >"$out/config.json"
+head -n 8 "$out/config.json"
 echo "   ... (full effective config in $out/config.json)"
 
 echo
@@ -20,4 +38,4 @@ echo "== a bad config is refused with one line naming the key"
 "$LLM" config configs/tiny.json --set model.d_model=-5 || true
 
 echo
-echo "demo done: tokenizer, training and generation arrive with the next issues."
+echo "demo done: training and generation arrive with the next issues."
