@@ -6,6 +6,8 @@ build=${1:?usage: tests/run.sh BUILD_DIR}
 LLM=$(cd "$build" && pwd)/llm
 export LLM
 export CMOCKA_MESSAGE_OUTPUT=TAP
+# Under ASan, an absurd allocation must fail (NULL) as it does in a normal build.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}allocator_may_return_null=1"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0 skip=0 broken=0
