@@ -18,7 +18,11 @@
 #define MAX_UNCUT (256u << 20)  /* longest stretch with no safe cut we buffer */
 
 /* ---- reading input as documents, in batches ---- */
+typedef size_t (*cut_fn)(const void *ctx, const char *s, size_t n);
+
 struct input {
+    cut_fn cut;        /* finds places where plain text may be split */
+    const void *cut_ctx;
     const char *path;
     const char *field; /* JSONL field, or NULL for plain text */
     FILE *f;
@@ -37,9 +41,11 @@ struct batch {
     size_t bytes;
 };
 
-static int input_open(struct input *in, const char *path, const char *field)
+static int input_open(struct input *in, const char *path, const char *field, cut_fn cut,
+                      const void *cut_ctx)
 {
     memset(in, 0, sizeof(*in));
+    in->cut = cut, in->cut_ctx = cut_ctx;
     in->path = path, in->field = field;
     struct stat st;
     if (strcmp(path, "-") && stat(path, &st) == 0 && S_ISREG(st.st_mode))
@@ -123,14 +129,14 @@ static int next_text_batch(struct input *in, struct batch *b, size_t *consumed)
     while (start < in->n) {
         size_t end = start + CHUNK_BYTES < in->n ? start + CHUNK_BYTES : in->n;
         if (end < in->n || !in->eof) {
-            size_t cut = llm_tok_safe_cut(in->buf + start, end - start);
+            size_t cut = in->cut(in->cut_ctx, in->buf + start, end - start);
             if (!cut) { /* no cut in this chunk: look further */
-                cut = llm_tok_safe_cut(in->buf + start, in->n - start);
+                cut = in->cut(in->cut_ctx, in->buf + start, in->n - start);
                 if (!cut && !in->eof) {
                     if (start > 0)
                         break; /* let the next batch bring more */
                     if (in->cap > MAX_UNCUT)
-                        return llm_err(LLM_EINVAL, "'%s': more than %u MiB without a line break followed by text; cannot split it safely",
+                        return llm_err(LLM_EINVAL, "'%s': more than %u MiB with no line break between two characters, where the pre-tokenizer would let us cut it; split it into lines or JSONL documents",
                                        in->path, MAX_UNCUT >> 20);
                     char *nb = realloc(in->buf, in->cap * 2);
                     if (!nb)
@@ -210,6 +216,16 @@ static const struct llm_cmd_spec train_spec = {
               "frequent pairs go to the lexicographically greater pair of byte strings.",
 };
 
+static size_t trainer_cut(const void *ctx, const char *s, size_t n)
+{
+    return llm_tok_trainer_cut(ctx, s, n);
+}
+
+static size_t tokenizer_cut(const void *ctx, const char *s, size_t n)
+{
+    return llm_tok_cut(ctx, s, n);
+}
+
 static void train_progress(void *ctx, uint64_t done, uint64_t total)
 {
     struct llm_progress *p = ctx;
@@ -253,7 +269,7 @@ static int tokenize_train(int argc, char **argv)
     uint64_t before = 0;
     for (int i = 0; i < a.npos && !rc; i++) {
         struct input in;
-        if ((rc = input_open(&in, a.pos[i], tr_field)))
+        if ((rc = input_open(&in, a.pos[i], tr_field, trainer_cut, tr)))
             break;
         struct batch b = {0};
         size_t consumed = 0;
@@ -393,7 +409,7 @@ static int tokenize_encode(int argc, char **argv)
     for (int i = 0; i < nthreads; i++)
         if ((rc = llm_tok_encoder_new(tok, &enc[i])))
             goto out;
-    if ((rc = input_open(&in, path, en_field)))
+    if ((rc = input_open(&in, path, en_field, tokenizer_cut, tok)))
         goto out;
     in_open = 1;
     const char *outp = en_out ? en_out : "-";

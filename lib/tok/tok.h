@@ -65,9 +65,16 @@ int llm_tok_encode(struct llm_tok_encoder *e, const char *text, size_t n, int al
 int llm_tok_decode(const struct llm_tokenizer *t, const uint32_t *ids, size_t n,
                    struct llm_bytes *out);
 
+/* The largest k < n at which text[0..k) and text[k..) pre-tokenize (and so
+ * encode) exactly as the whole text does, or 0 if there is none: a big text
+ * can then be encoded in parallel pieces. Only places that the tokenizer's
+ * own pattern passes a probe for are used (tok_util.c: after "\n" or "\r\n"
+ * between printable characters, ...). */
+size_t llm_tok_cut(const struct llm_tokenizer *t, const char *text, size_t n);
+
 /* Training (tok_train.c). Input is fed in pieces; a piece never spans two
- * documents; within a document, pieces must be cut where the pattern cuts
- * (llm_tok_safe_cut finds such a place). */
+ * documents; within a document, pieces must be cut where
+ * llm_tok_trainer_cut says. */
 struct llm_tok_trainer;
 struct llm_tok_train_opts {
     uint32_t vocab_size;        /* specials + 256 + merges */
@@ -87,9 +94,7 @@ int llm_tok_trainer_finish(struct llm_tok_trainer *tr, struct llm_tokenizer **ou
                            void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx);
 void llm_tok_trainer_free(struct llm_tok_trainer *tr);
 
-/* The largest k <= n such that text[0..k) can be pre-tokenized on its own:
- * just after a '\n' that is followed by a non-space byte (every pattern we
- * ship ends its tokens there). Returns 0 if there is no such place. */
-size_t llm_tok_safe_cut(const char *text, size_t n);
+/* llm_tok_cut for the trainer's pattern. */
+size_t llm_tok_trainer_cut(const struct llm_tok_trainer *tr, const char *text, size_t n);
 
 #endif

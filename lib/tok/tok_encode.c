@@ -127,7 +127,12 @@ int tok_finalize(struct llm_tokenizer *t)
             t->added_first[(unsigned char)t->added[k].content[0]] = 1;
     if (t->pattern && (rc = tok_regex_compile(&t->re, t->pattern)))
         return rc;
-    return 0;
+    return tok_cuts_probe(t->pattern ? &t->re : NULL, &t->cuts);
+}
+
+size_t llm_tok_cut(const struct llm_tokenizer *t, const char *s, size_t n)
+{
+    return tok_cut(&t->cuts, s, n);
 }
 
 void llm_tok_free(struct llm_tokenizer *t)

@@ -118,6 +118,19 @@ typedef int (*tok_piece_fn)(void *ctx, const char *s, size_t n);
 int tok_pretokenize(const struct tok_regex *re, struct tok_matcher *m, const char *s, size_t n,
                     tok_piece_fn fn, void *ctx);
 
+/* Where a long text may be cut into pieces that pre-tokenize on their own
+ * exactly as the whole does. Each rule is kept only if the pattern passes a
+ * probe of it (tok_cuts_probe), so custom patterns stay exact too. With X and
+ * Y printable ASCII other than space:
+ *   lf     cut X\n|Y
+ *   crlf   cut X\r\n|Y
+ *   cr_lf  cut X\r|\nY (GPT-2's pattern splits \r\n before a letter there) */
+struct tok_cuts {
+    uint8_t lf, crlf, cr_lf;
+};
+int tok_cuts_probe(const struct tok_regex *re, struct tok_cuts *c);
+size_t tok_cut(const struct tok_cuts *c, const char *s, size_t n);
+
 /* Added tokens, matched in the text before pre-tokenization (longest first). */
 struct tok_added {
     char *content;
@@ -144,6 +157,7 @@ struct llm_tokenizer {
     char *pattern;               /* NULL: no regex (the whole text is one piece) */
     int pattern_is_bytelevel;    /* came from ByteLevel use_regex (GPT-2 form) */
     struct tok_regex re;
+    struct tok_cuts cuts;
 };
 
 /* Builds the lookup tables of t from blob/tok_off/tok_len/merges/added/pattern. */

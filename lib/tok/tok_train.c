@@ -17,17 +17,6 @@
 #include <omp.h>
 #include <stdlib.h>
 
-size_t llm_tok_safe_cut(const char *s, size_t n)
-{
-    for (size_t k = n; k-- > 1;) {
-        unsigned char c = (unsigned char)s[k];
-        if (s[k - 1] == '\n' && c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\v' &&
-            c != '\f' && c < 0x80)
-            return k;
-    }
-    return 0;
-}
-
 struct llm_tok_trainer {
     struct llm_tok_train_opts o;
     char **specials;       /* owned copies, longest first */
@@ -35,6 +24,7 @@ struct llm_tok_trainer {
     uint8_t special_first[256];
     char *pattern;
     struct tok_regex re;
+    struct tok_cuts cuts;
     int threads;
     struct tok_matcher *m;  /* (threads) */
     struct tok_strmap *local; /* (threads) per-batch word counts */
@@ -107,7 +97,8 @@ int llm_tok_trainer_new(const struct llm_tok_train_opts *o, struct llm_tok_train
         tr->special_first[(unsigned char)tr->specials[i][0]] = 1;
     }
     tr->pattern = llm_strdup(o->pattern ? o->pattern : LLM_TOK_GPT2_PATTERN);
-    if (!tr->pattern || (rc = tok_regex_compile(&tr->re, tr->pattern)))
+    if (!tr->pattern || (rc = tok_regex_compile(&tr->re, tr->pattern)) ||
+        (rc = tok_cuts_probe(&tr->re, &tr->cuts)))
         goto fail;
     tr->m = llm_calloc((size_t)tr->threads, sizeof(*tr->m), "regex scratch");
     tr->local = llm_calloc((size_t)tr->threads, sizeof(*tr->local), "word tables");
@@ -207,6 +198,11 @@ int llm_tok_trainer_feed(struct llm_tok_trainer *tr, const char *const *docs, co
             rc = tok_strmap_init(l);
     }
     return rc;
+}
+
+size_t llm_tok_trainer_cut(const struct llm_tok_trainer *tr, const char *s, size_t n)
+{
+    return tok_cut(&tr->cuts, s, n);
 }
 
 void llm_tok_trainer_stats(const struct llm_tok_trainer *tr, uint64_t *distinct, uint64_t *total)

@@ -3,6 +3,7 @@
 #include "tok_impl.h"
 #include "core/err.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 /* ---- pair map ---- */
@@ -303,5 +304,82 @@ int tok_pretokenize(const struct tok_regex *re, struct tok_matcher *m, const cha
     }
     if (pos < n && (rc = fn(ctx, s + pos, n - pos)))
         return rc;
+    return 0;
+}
+
+/* ---- safe cut points ---- */
+static int printable(unsigned char c) { return c > 0x20 && c < 0x7f; }
+
+size_t tok_cut(const struct tok_cuts *c, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t k = n; k-- > 2;) {
+        if (c->lf && s[k - 1] == '\n' && printable(s[k - 2]) && printable(s[k]))
+            return k;
+        if (c->crlf && k >= 3 && s[k - 1] == '\n' && s[k - 2] == '\r' && printable(s[k - 3]) &&
+            printable(s[k]))
+            return k;
+        if (c->cr_lf && k + 1 < n && s[k - 1] == '\r' && s[k] == '\n' && printable(s[k - 2]) &&
+            printable(s[k + 1]))
+            return k;
+    }
+    return 0;
+}
+
+struct probe {
+    size_t ends[64];
+    int n;
+    size_t base;
+};
+
+static int probe_piece(void *ctx, const char *s, size_t n)
+{
+    struct probe *p = ctx;
+    (void)s;
+    if (p->n < 64)
+        p->ends[p->n++] = p->base + n;
+    p->base += n;
+    return 0;
+}
+
+/* Does cutting "X + left | right + Y" give the pieces of the whole, for a
+ * spread of X and Y (letters, digits, punctuation, contractions)? */
+static int rule_holds(const struct tok_regex *re, struct tok_matcher *m, const char *left,
+                      const char *right)
+{
+    static const char *const pre[] = {"a", "Z", ".", "1", ")", "ab", "a.", "1a", "$", "x:"};
+    static const char *const post[] = {"b", "B", ".", "1", "(", "'", "'s", "bc", "#x", "\"", "12"};
+    for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++)
+        for (size_t j = 0; j < sizeof(post) / sizeof(post[0]); j++) {
+            char a[32], b[32], whole[64];
+            snprintf(a, sizeof(a), "%s%s", pre[i], left);
+            snprintf(b, sizeof(b), "%s%s", right, post[j]);
+            snprintf(whole, sizeof(whole), "%s%s", a, b);
+            struct probe pw = {{0}, 0, 0}, pc = {{0}, 0, 0};
+            if (tok_pretokenize(re, m, whole, strlen(whole), probe_piece, &pw) ||
+                tok_pretokenize(re, m, a, strlen(a), probe_piece, &pc))
+                return 0;
+            pc.base = strlen(a);
+            if (tok_pretokenize(re, m, b, strlen(b), probe_piece, &pc))
+                return 0;
+            if (pw.n != pc.n || memcmp(pw.ends, pc.ends, (size_t)pw.n * sizeof(size_t)))
+                return 0;
+        }
+    return 1;
+}
+
+int tok_cuts_probe(const struct tok_regex *re, struct tok_cuts *c)
+{
+    memset(c, 0, sizeof(*c));
+    if (!re || !re->code)
+        return 0; /* no pre-tokenizer: the text is one piece and cannot be cut */
+    struct tok_matcher m;
+    int rc = tok_matcher_init(&m, re);
+    if (rc)
+        return rc;
+    c->lf = (uint8_t)rule_holds(re, &m, "\n", "");
+    c->crlf = (uint8_t)rule_holds(re, &m, "\r\n", "");
+    c->cr_lf = (uint8_t)rule_holds(re, &m, "\r", "\n");
+    tok_matcher_release(&m);
     return 0;
 }

@@ -502,32 +502,52 @@ static void test_special_matching(void **state)
     llm_tok_free(t);
 }
 
-static void test_safe_cut_keeps_ids(void **state)
+static void test_cuts_keep_ids(void **state)
 {
     (void)state;
-    const char *docs[] = {english[0], english[1]};
-    struct llm_tokenizer *t = fast_train(NULL, NULL, 0, docs, 2, 256 + 100, 1);
-    struct llm_tok_encoder *e;
-    assert_int_equal(llm_tok_encoder_new(t, &e), 0);
-    struct llm_rng r;
-    llm_rng_seed(&r, 5);
-    for (int k = 0; k < 50; k++) {
-        size_t n = 50 + llm_rng_below(&r, 300);
-        char *s = random_text(&r, n, "ab c\n\n  \t'sd.,1");
-        struct llm_ids whole = {0}, parts = {0};
-        assert_int_equal(llm_tok_encode(e, s, n, 1, &whole), 0);
-        size_t cut = llm_tok_safe_cut(s, n / 2 + 1);
-        assert_int_equal(llm_tok_encode(e, s, cut, 1, &parts), 0);
-        assert_int_equal(llm_tok_encode(e, s + cut, n - cut, 1, &parts), 0);
-        assert_int_equal(whole.n, parts.n);
-        assert_memory_equal(whole.v, parts.v, whole.n * sizeof(uint32_t));
-        llm_ids_release(&whole), llm_ids_release(&parts);
-        free(s);
+    /* Train on whitespace-heavy text so "\n\n", "\r\n" and runs of spaces are
+     * tokens: a cut that split a whitespace run differently would show. */
+    const char *docs[] = {"a\n\nb\n\n\nc\r\nd\r\n\r\ne  f   g\n\n  h.\n\ni\n", english[0],
+                          "x\n\ny\n\nz\r\n\r\nw\n\n\nv  \n\nu"};
+    for (int custom = 0; custom < 3; custom++) {
+        /* GPT-2's pattern, cl100k's, and one with no safe cut at all */
+        const char *pat = custom == 0 ? NULL
+                        : custom == 1 ? "'(?i:[sdmt]|ll|ve|re)|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+"
+                                      : "[\\s\\S]+";
+        struct llm_tokenizer *t = fast_train(pat, NULL, 0, docs, 3, 256 + 60, 1);
+        struct llm_tok_encoder *e;
+        assert_int_equal(llm_tok_encoder_new(t, &e), 0);
+        struct llm_rng r;
+        llm_rng_seed(&r, 5);
+        int cuts = 0;
+        for (int k = 0; k < 300; k++) {
+            size_t n = 20 + llm_rng_below(&r, 200);
+            char *s = random_text(&r, n, "ab c\n\n\n\r  \t'sd.,1");
+            struct llm_ids whole = {0}, parts = {0};
+            assert_int_equal(llm_tok_encode(e, s, n, 1, &whole), 0);
+            size_t cut = llm_tok_cut(t, s, n / 2 + 1);
+            cuts += cut > 0;
+            assert_int_equal(llm_tok_encode(e, s, cut, 1, &parts), 0);
+            assert_int_equal(llm_tok_encode(e, s + cut, n - cut, 1, &parts), 0);
+            if (whole.n != parts.n || memcmp(whole.v, parts.v, whole.n * sizeof(uint32_t)))
+                fail_msg("pattern %d: cutting at %zu of %zu changes the ids", custom, cut, n);
+            llm_ids_release(&whole), llm_ids_release(&parts);
+            free(s);
+        }
+        if (custom < 2)
+            assert_true(cuts > 100); /* the test did cut */
+        else
+            assert_int_equal(cuts, 0); /* a pattern that never ends a token mid-text */
+        llm_tok_encoder_free(e);
+        llm_tok_free(t);
     }
-    assert_int_equal(llm_tok_safe_cut("abc", 3), 0);
-    assert_int_equal(llm_tok_safe_cut("a\nb", 3), 2);
-    assert_int_equal(llm_tok_safe_cut("a\n b", 4), 0);
-    llm_tok_encoder_free(e);
+    /* The rules on GPT-2's pattern: after \n between printable characters only. */
+    struct llm_tokenizer *t = fast_train(NULL, NULL, 0, docs, 3, 256 + 10, 1);
+    assert_int_equal(llm_tok_cut(t, "abc", 3), 0);
+    assert_int_equal(llm_tok_cut(t, "a\nb", 3), 2);
+    assert_int_equal(llm_tok_cut(t, "a\n b", 4), 0);
+    assert_int_equal(llm_tok_cut(t, "a\n\nb", 4), 0); /* GPT-2 splits "\n\n" before b */
+    assert_int_equal(llm_tok_cut(t, "a\r\nb", 4), 2); /* between \r and \n */
     llm_tok_free(t);
 }
 
@@ -665,7 +685,7 @@ int main(void)
         cmocka_unit_test(test_encode_matches_oracle),
         cmocka_unit_test(test_roundtrip_random_bytes),
         cmocka_unit_test(test_special_matching),
-        cmocka_unit_test(test_safe_cut_keeps_ids),
+        cmocka_unit_test(test_cuts_keep_ids),
         cmocka_unit_test(test_save_load_roundtrip),
         cmocka_unit_test(test_bad_tokenizer_files),
         cmocka_unit_test(test_shards),
