@@ -65,7 +65,7 @@ all: $(BIN)
 else
 all: llm
 llm: $(BIN)
-	@cp $(BIN) llm
+	@cp $(BIN) .llm.tmp && mv -f .llm.tmp llm
 endif
 
 $(BIN): $(CMD_OBJ) $(BUILD)/libllm.a

@@ -129,10 +129,12 @@ static int next_text_batch(struct input *in, struct batch *b, size_t *consumed)
     while (start < in->n) {
         size_t end = start + CHUNK_BYTES < in->n ? start + CHUNK_BYTES : in->n;
         if (end < in->n || !in->eof) {
-            size_t cut = in->cut(in->cut_ctx, in->buf + start, end - start);
-            if (!cut) { /* no cut in this chunk: look further */
-                cut = in->cut(in->cut_ctx, in->buf + start, in->n - start);
-                if (!cut && !in->eof) {
+            /* the last cut in the first ~1 MiB; failing that, in the first 2, 3, ... MiB */
+            size_t cut = 0, window = end - start;
+            while (!(cut = in->cut(in->cut_ctx, in->buf + start, window)) && start + window < in->n)
+                window = start + window + CHUNK_BYTES < in->n ? window + CHUNK_BYTES : in->n - start;
+            if (!cut) {
+                if (!in->eof) {
                     if (start > 0)
                         break; /* let the next batch bring more */
                     if (in->cap > MAX_UNCUT)
@@ -144,8 +146,7 @@ static int next_text_batch(struct input *in, struct batch *b, size_t *consumed)
                     in->buf = nb, in->cap *= 2;
                     return next_text_batch(in, b, consumed);
                 }
-                if (!cut)
-                    cut = in->n - start;
+                cut = in->n - start; /* the end of the input is always a cut */
             }
             end = start + cut;
         }

@@ -70,7 +70,7 @@ static inline int tok_pairmap_get(const struct tok_pairmap *m, uint64_t key, uin
 
 /* ---- a map of byte strings to u32 (vocabulary lookups) ---- */
 struct tok_strmap {
-    uint32_t *slot;  /* index+1 into ent, 0 = empty */
+    struct tok_slot { uint32_t idx, h32; } *slot; /* idx: entry+1, 0 = empty; h32: hash bits */
     size_t cap;      /* power of two */
     struct tok_strent { uint64_t off; uint32_t len, val; uint64_t hash; } *ent;
     size_t n, ecap;
@@ -83,6 +83,13 @@ void tok_strmap_release(struct tok_strmap *m);
 int tok_strmap_put(struct tok_strmap *m, const char *s, size_t n, uint32_t val);
 /* 1 and *val if present. */
 int tok_strmap_get(const struct tok_strmap *m, const char *s, size_t n, uint32_t *val);
+/* Adds delta to the value of s, inserting it with value delta if new. */
+int tok_strmap_add(struct tok_strmap *m, const char *s, size_t n, uint32_t delta);
+/* The value of s, inserting it with value = its entry number (0, 1, ...)
+ * if new; *added says which. */
+int tok_strmap_intern(struct tok_strmap *m, const char *s, size_t n, uint32_t *val, int *added);
+/* Empties the map, keeping its memory. */
+void tok_strmap_clear(struct tok_strmap *m);
 
 /* ---- GPT-2's byte-level alphabet ----
  * Bytes that are printable (33..126, 161..172, 174..255) stand for themselves;

@@ -17,6 +17,148 @@
 #include <omp.h>
 #include <stdlib.h>
 
+/* Word -> count tables. Slots are 24 bytes and hold words of up to 8 bytes
+ * inline (most pre-tokens), so a lookup usually touches one cache line;
+ * longer words live in a blob. The tables are hit once per pre-token, so
+ * this is the trainer's hottest data structure. */
+struct wslot {
+    uint64_t k;     /* the word's bytes (zero padded) if len <= 8, else its blob offset */
+    uint64_t count;
+    uint32_t h32;   /* hash: its low bits pick the slot */
+    uint32_t len;   /* 0 = empty slot */
+};
+
+struct wmap {
+    struct wslot *slot;
+    size_t cap, n; /* cap is a power of two, n <= cap / 2 */
+    char *blob;
+    size_t blob_n, blob_cap;
+};
+
+static int wmap_init(struct wmap *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->cap = 1 << 12;
+    m->slot = calloc(m->cap, sizeof(*m->slot));
+    return m->slot ? 0 : llm_err(LLM_ENOMEM, "out of memory for a word table");
+}
+
+static void wmap_release(struct wmap *m)
+{
+    free(m->slot), free(m->blob);
+    memset(m, 0, sizeof(*m));
+}
+
+static void wmap_clear(struct wmap *m)
+{
+    memset(m->slot, 0, m->cap * sizeof(*m->slot));
+    m->n = m->blob_n = 0;
+}
+
+static inline const char *wmap_key(const struct wmap *m, const struct wslot *sl)
+{
+    return sl->len <= 8 ? (const char *)&sl->k : m->blob + sl->k;
+}
+
+static int wmap_grow(struct wmap *m)
+{
+    size_t ncap = m->cap * 2, mask = ncap - 1;
+    struct wslot *ns = calloc(ncap, sizeof(*ns));
+    if (!ns)
+        return llm_err(LLM_ENOMEM, "out of memory for a word table of %zu words", m->n);
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->slot[i].len)
+            continue;
+        size_t j = m->slot[i].h32 & mask;
+        while (ns[j].len)
+            j = (j + 1) & mask;
+        ns[j] = m->slot[i];
+    }
+    free(m->slot);
+    m->slot = ns, m->cap = ncap;
+    return 0;
+}
+
+/* The key and hash of a word: words of up to 8 bytes hash as one integer. */
+static inline uint32_t wmap_hash(const char *s, size_t n, uint64_t *k)
+{
+    *k = 0;
+    if (n <= 8) {
+        memcpy(k, s, n);
+        return (uint32_t)tok_mix(*k * 0x9e3779b97f4a7c15ULL + n);
+    }
+    return (uint32_t)tok_hash(s, n);
+}
+
+/* Adds delta to the count of word s[0..n) (n > 0), whose key and hash are
+ * k and h32 (wmap_hash). */
+static int wmap_add_h(struct wmap *m, const char *s, size_t n, uint64_t k, uint32_t h32,
+                      uint64_t delta)
+{
+    size_t mask = m->cap - 1, i = h32 & mask;
+    for (;; i = (i + 1) & mask) {
+        struct wslot *sl = &m->slot[i];
+        if (!sl->len)
+            break;
+        if (sl->h32 != h32 || sl->len != n)
+            continue;
+        if (n <= 8 ? sl->k == k : !memcmp(m->blob + sl->k, s, n)) {
+            sl->count += delta;
+            return 0;
+        }
+    }
+    if (n > 8) { /* a long word: keep its bytes in the blob */
+        if (m->blob_n + n > m->blob_cap) {
+            size_t nc = m->blob_cap ? m->blob_cap * 2 : 1 << 16;
+            while (nc < m->blob_n + n)
+                nc *= 2;
+            char *b = realloc(m->blob, nc);
+            if (!b)
+                return llm_err(LLM_ENOMEM, "out of memory for a word table");
+            m->blob = b, m->blob_cap = nc;
+        }
+        memcpy(m->blob + m->blob_n, s, n);
+        k = m->blob_n;
+        m->blob_n += n;
+    }
+    if (n > UINT32_MAX)
+        return llm_err(LLM_EINVAL, "a pre-token of %zu bytes is too long", n);
+    m->slot[i] = (struct wslot){k, delta, h32, (uint32_t)n};
+    if (++m->n * 2 > m->cap)
+        return wmap_grow(m);
+    return 0;
+}
+
+static inline void wmap_prefetch(const struct wmap *m, uint32_t h32)
+{
+    __builtin_prefetch(&m->slot[h32 & (m->cap - 1)], 1);
+}
+
+/* Pre-tokens waiting to be counted: their slots are prefetched as a group,
+ * so the cache misses of a big table overlap instead of queueing. */
+#define PENDING 32
+struct pending {
+    struct wmap *m;
+    const char *s[PENDING];
+    uint32_t n[PENDING];
+    int count;
+};
+
+static int pending_flush(struct pending *p)
+{
+    uint64_t k[PENDING];
+    uint32_t h[PENDING];
+    for (int i = 0; i < p->count; i++) {
+        h[i] = wmap_hash(p->s[i], p->n[i], &k[i]);
+        wmap_prefetch(p->m, h[i]);
+    }
+    int rc = 0;
+    for (int i = 0; i < p->count && !rc; i++)
+        rc = wmap_add_h(p->m, p->s[i], p->n[i], k[i], h[i], 1);
+    p->count = 0;
+    return rc;
+}
+
 struct llm_tok_trainer {
     struct llm_tok_train_opts o;
     char **specials;       /* owned copies, longest first */
@@ -27,10 +169,8 @@ struct llm_tok_trainer {
     struct tok_cuts cuts;
     int threads;
     struct tok_matcher *m;  /* (threads) */
-    struct tok_strmap *local; /* (threads) per-batch word counts */
-    struct tok_strmap words;  /* word bytes -> index */
-    uint64_t *counts;         /* (n words) */
-    size_t counts_cap;
+    struct wmap *local;       /* (threads) per-batch word counts */
+    struct wmap words;        /* all word counts */
     uint64_t total;
 };
 
@@ -44,9 +184,9 @@ void llm_tok_trainer_free(struct llm_tok_trainer *tr)
     for (int i = 0; tr->m && i < tr->threads; i++)
         tok_matcher_release(&tr->m[i]);
     for (int i = 0; tr->local && i < tr->threads; i++)
-        tok_strmap_release(&tr->local[i]);
-    free(tr->m), free(tr->local), free(tr->counts);
-    tok_strmap_release(&tr->words);
+        wmap_release(&tr->local[i]);
+    free(tr->m), free(tr->local);
+    wmap_release(&tr->words);
     tok_regex_release(&tr->re);
     free(tr);
 }
@@ -107,9 +247,9 @@ int llm_tok_trainer_new(const struct llm_tok_train_opts *o, struct llm_tok_train
         goto fail;
     }
     for (int i = 0; i < tr->threads; i++)
-        if ((rc = tok_matcher_init(&tr->m[i], &tr->re)) || (rc = tok_strmap_init(&tr->local[i])))
+        if ((rc = tok_matcher_init(&tr->m[i], &tr->re)) || (rc = wmap_init(&tr->local[i])))
             goto fail;
-    if ((rc = tok_strmap_init(&tr->words)))
+    if ((rc = wmap_init(&tr->words)))
         goto fail;
     *out = tr;
     return 0;
@@ -121,11 +261,11 @@ fail:
 /* Counting one pre-token into a thread's table (val = count in this batch). */
 static int count_piece(void *ctx, const char *s, size_t n)
 {
-    struct tok_strmap *m = ctx;
-    uint32_t c;
-    if (tok_strmap_get(m, s, n, &c))
-        return tok_strmap_put(m, s, n, c + 1);
-    return tok_strmap_put(m, s, n, 1);
+    struct pending *p = ctx;
+    if (n > UINT32_MAX)
+        return llm_err(LLM_EINVAL, "a pre-token of %zu bytes is too long", n);
+    p->s[p->count] = s, p->n[p->count] = (uint32_t)n;
+    return ++p->count == PENDING ? pending_flush(p) : 0;
 }
 
 /* Pre-tokenizes doc, never across a special token (specials are not counted). */
@@ -133,6 +273,7 @@ static int count_doc(struct llm_tok_trainer *tr, int th, const char *s, size_t n
 {
     size_t start = 0;
     int rc;
+    struct pending pend = {.m = &tr->local[th]};
     if (tr->o.n_specials) {
         for (size_t i = 0; i < n; i++) {
             if (!tr->special_first[(unsigned char)s[i]])
@@ -141,7 +282,7 @@ static int count_doc(struct llm_tok_trainer *tr, int th, const char *s, size_t n
                 size_t len = tr->special_len[k];
                 if (len <= n - i && !memcmp(s + i, tr->specials[k], len)) {
                     if ((rc = tok_pretokenize(&tr->re, &tr->m[th], s + start, i - start,
-                                              count_piece, &tr->local[th])))
+                                              count_piece, &pend)))
                         return rc;
                     i += len - 1;
                     start = i + 1;
@@ -150,7 +291,9 @@ static int count_doc(struct llm_tok_trainer *tr, int th, const char *s, size_t n
             }
         }
     }
-    return tok_pretokenize(&tr->re, &tr->m[th], s + start, n - start, count_piece, &tr->local[th]);
+    if ((rc = tok_pretokenize(&tr->re, &tr->m[th], s + start, n - start, count_piece, &pend)))
+        return rc;
+    return pending_flush(&pend);
 }
 
 int llm_tok_trainer_feed(struct llm_tok_trainer *tr, const char *const *docs, const size_t *lens,
@@ -167,35 +310,19 @@ int llm_tok_trainer_feed(struct llm_tok_trainer *tr, const char *const *docs, co
     }
     /* Fold the per-thread tables into the global one, then empty them. */
     for (int th = 0; th < tr->threads; th++) {
-        struct tok_strmap *l = &tr->local[th];
-        for (size_t e = 0; e < l->n && !rc; e++) {
-            const struct tok_strent *x = &l->ent[e];
-            uint32_t idx;
-            if (!tok_strmap_get(&tr->words, l->blob + x->off, x->len, &idx)) {
-                idx = (uint32_t)tr->words.n;
-                if (idx == UINT32_MAX) {
-                    rc = llm_err(LLM_EINVAL, "more than 4 billion distinct pre-tokens");
-                    break;
-                }
-                if ((rc = tok_strmap_put(&tr->words, l->blob + x->off, x->len, idx)))
-                    break;
-                if (idx >= tr->counts_cap) {
-                    size_t nc = tr->counts_cap ? tr->counts_cap * 2 : 1 << 16;
-                    uint64_t *p = realloc(tr->counts, nc * sizeof(*p));
-                    if (!p) {
-                        rc = llm_err(LLM_ENOMEM, "out of memory counting words");
-                        break;
-                    }
-                    tr->counts = p, tr->counts_cap = nc;
-                }
-                tr->counts[idx] = 0;
+        struct wmap *l = &tr->local[th];
+        for (size_t i = 0; i < l->cap && !rc; i++) {
+            const struct wslot *sl = &l->slot[i];
+            if (i + 16 < l->cap && l->slot[i + 16].len)
+                wmap_prefetch(&tr->words, l->slot[i + 16].h32);
+            if (sl->len) {
+                /* same hash function, so the local slot's key and hash carry over */
+                uint64_t k = sl->len <= 8 ? sl->k : 0;
+                rc = wmap_add_h(&tr->words, wmap_key(l, sl), sl->len, k, sl->h32, sl->count);
+                tr->total += sl->count;
             }
-            tr->counts[idx] += x->val;
-            tr->total += x->val;
         }
-        tok_strmap_release(l);
-        if (!rc)
-            rc = tok_strmap_init(l);
+        wmap_clear(l);
     }
     return rc;
 }
@@ -215,6 +342,7 @@ void llm_tok_trainer_stats(const struct llm_tok_trainer *tr, uint64_t *distinct,
 struct pairinfo {
     int64_t count;
     uint32_t a, b;
+    uint32_t mark;   /* the merge step that last raised the count */
     uint32_t *words; /* words that contain (or once contained) the pair */
     uint32_t nw, cw;
 };
@@ -242,6 +370,9 @@ struct learner {
     size_t npairs, pairs_cap;
     struct heapent *heap;
     size_t hn, hcap;
+    uint32_t *raised; /* pairs whose count rose in this merge step: queued once at its end */
+    size_t nraised, raised_cap;
+    uint32_t step;
 };
 
 /* Is pair x ranked above pair y at equal counts? (bytes(a), bytes(b)) greater. */
@@ -322,7 +453,7 @@ static int pair_get(struct learner *L, uint32_t a, uint32_t b, uint32_t *out)
         L->pairs = p, L->pairs_cap = nc;
     }
     *out = (uint32_t)L->npairs;
-    L->pairs[L->npairs++] = (struct pairinfo){0, a, b, NULL, 0, 0};
+    L->pairs[L->npairs++] = (struct pairinfo){0, a, b, 0, NULL, 0, 0};
     return tok_pairmap_put(&L->pair_idx, key, *out, 0);
 }
 
@@ -376,7 +507,7 @@ static void learner_release(struct learner *L)
 {
     for (size_t i = 0; i < L->npairs; i++)
         free(L->pairs[i].words);
-    free(L->pairs), free(L->heap), free(L->sym), free(L->woff), free(L->wlen), free(L->wcount),
+    free(L->pairs), free(L->heap), free(L->raised), free(L->sym), free(L->woff), free(L->wlen), free(L->wcount),
         free(L->stamp), free(L->tb), free(L->toff), free(L->tlen);
     tok_strmap_release(&L->tok_by_bytes);
     tok_pairmap_release(&L->pair_idx);
@@ -421,8 +552,21 @@ static int merge_word(struct learner *L, uint32_t w, uint32_t a, uint32_t b, uin
             if ((rc = pair_get(L, tmp[j], tmp[j + 1], &p)))
                 return rc;
             L->pairs[p].count += c;
-            if ((rc = pair_add_word(&L->pairs[p], w)) || (rc = heap_push(L, p, L->pairs[p].count)))
+            if ((rc = pair_add_word(&L->pairs[p], w)))
                 return rc;
+            /* Queue each raised pair once per step (with its final count), not
+             * once per word: the heap stays small and pops stay cheap. */
+            if (L->pairs[p].mark != L->step) {
+                L->pairs[p].mark = L->step;
+                if (L->nraised == L->raised_cap) {
+                    size_t nc = L->raised_cap ? L->raised_cap * 2 : 1024;
+                    uint32_t *x = realloc(L->raised, nc * sizeof(*x));
+                    if (!x)
+                        return llm_err(LLM_ENOMEM, "out of memory for pair counts");
+                    L->raised = x, L->raised_cap = nc;
+                }
+                L->raised[L->nraised++] = p;
+            }
         }
     memcpy(s, tmp, m * sizeof(*s));
     L->wlen[w] = m;
@@ -435,11 +579,12 @@ static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t want,
                  void (*progress)(void *, uint64_t, uint64_t), void *ctx)
 {
     int rc;
-    size_t W = tr->words.n, total_syms = 0, maxlen = 1;
-    for (size_t w = 0; w < W; w++) {
-        total_syms += tr->words.ent[w].len;
-        if (tr->words.ent[w].len > maxlen)
-            maxlen = tr->words.ent[w].len;
+    const struct wmap *wm = &tr->words;
+    size_t W = wm->n, total_syms = 0, maxlen = 1;
+    for (size_t i = 0; i < wm->cap; i++) {
+        total_syms += wm->slot[i].len;
+        if (wm->slot[i].len > maxlen)
+            maxlen = wm->slot[i].len;
     }
     L->W = W;
     L->sym = malloc((total_syms ? total_syms : 1) * sizeof(*L->sym));
@@ -466,16 +611,19 @@ static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t want,
     }
     /* words and their initial pairs */
     size_t off = 0;
-    for (size_t w = 0; w < W; w++) {
-        const struct tok_strent *e = &tr->words.ent[w];
-        const unsigned char *bytes = (const unsigned char *)tr->words.blob + e->off;
-        uint32_t idx = e->val;
-        L->woff[idx] = off;
-        L->wlen[idx] = e->len;
-        L->wcount[idx] = tr->counts[idx];
-        for (uint32_t i = 0; i < e->len; i++)
-            L->sym[off + i] = bytes[i];
-        off += e->len;
+    size_t wi = 0;
+    for (size_t i = 0; i < wm->cap; i++) {
+        const struct wslot *sl = &wm->slot[i];
+        if (!sl->len)
+            continue;
+        const unsigned char *bytes = (const unsigned char *)wmap_key(wm, sl);
+        L->woff[wi] = off;
+        L->wlen[wi] = sl->len;
+        L->wcount[wi] = sl->count;
+        for (uint32_t j = 0; j < sl->len; j++)
+            L->sym[off + j] = bytes[j];
+        off += sl->len;
+        wi++;
     }
     for (size_t w = 0; w < W; w++) {
         const uint32_t *s = L->sym + L->woff[w];
@@ -493,6 +641,7 @@ static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t want,
             goto out;
 
     uint32_t nm = 0, vocab = 256, step = 0;
+    L->step = 0;
     while (vocab < want && L->hn) {
         struct heapent top = heap_pop(L);
         struct pairinfo *P = &L->pairs[top.pair];
@@ -533,6 +682,8 @@ static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t want,
         merges[nm][0] = a, merges[nm][1] = b, merges[nm][2] = t;
         nm++;
         step++;
+        L->step = step;
+        L->nraised = 0;
         /* P may move when pairs grow: work from a copy of its word list */
         uint32_t pidx = top.pair, nw = L->pairs[pidx].nw;
         uint32_t *ws = L->pairs[pidx].words;
@@ -548,6 +699,11 @@ static int learn(struct llm_tok_trainer *tr, struct learner *L, uint32_t want,
         if (rc)
             goto out;
         L->pairs[pidx].count = 0;
+        for (size_t k = 0; k < L->nraised && !rc; k++)
+            if (L->pairs[L->raised[k]].count > 0)
+                rc = heap_push(L, L->raised[k], L->pairs[L->raised[k]].count);
+        if (rc)
+            goto out;
         if (progress && (nm % 64 == 0))
             progress(ctx, vocab - 256, want - 256);
     }

@@ -78,37 +78,52 @@ void tok_strmap_release(struct tok_strmap *m)
     memset(m, 0, sizeof(*m));
 }
 
+void tok_strmap_clear(struct tok_strmap *m)
+{
+    memset(m->slot, 0, m->cap * sizeof(*m->slot));
+    m->n = 0;
+    m->blob_n = 0;
+}
+
+static inline int key_equal(const char *a, const char *b, size_t n)
+{
+    /* keys are short: a byte loop beats a memcmp call */
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+/* The slot of s: the one holding it, or the empty one where it would go. */
 static size_t strmap_find(const struct tok_strmap *m, const char *s, size_t n, uint64_t h)
 {
     size_t mask = m->cap - 1, i = h & mask;
+    uint32_t h32 = (uint32_t)(h >> 32);
     for (;;) {
-        uint32_t e = m->slot[i];
-        if (!e)
+        const struct tok_slot *sl = &m->slot[i];
+        if (!sl->idx)
             return i;
-        const struct tok_strent *x = &m->ent[e - 1];
-        if (x->hash == h && x->len == n && !memcmp(m->blob + x->off, s, n))
-            return i;
+        if (sl->h32 == h32) {
+            const struct tok_strent *x = &m->ent[sl->idx - 1];
+            if (x->len == n && key_equal(m->blob + x->off, s, n))
+                return i;
+        }
         i = (i + 1) & mask;
     }
 }
 
 int tok_strmap_get(const struct tok_strmap *m, const char *s, size_t n, uint32_t *val)
 {
-    uint32_t e = m->slot[strmap_find(m, s, n, tok_hash(s, n))];
+    uint32_t e = m->slot[strmap_find(m, s, n, tok_hash(s, n))].idx;
     if (!e)
         return 0;
     *val = m->ent[e - 1].val;
     return 1;
 }
 
-int tok_strmap_put(struct tok_strmap *m, const char *s, size_t n, uint32_t val)
+static int strmap_insert(struct tok_strmap *m, size_t i, const char *s, size_t n, uint64_t h,
+                         uint32_t val)
 {
-    uint64_t h = tok_hash(s, n);
-    size_t i = strmap_find(m, s, n, h);
-    if (m->slot[i]) {
-        m->ent[m->slot[i] - 1].val = val;
-        return 0;
-    }
     if (m->n == m->ecap) {
         size_t ncap = m->ecap ? m->ecap * 2 : 1024;
         void *p = realloc(m->ent, ncap * sizeof(*m->ent));
@@ -128,22 +143,60 @@ int tok_strmap_put(struct tok_strmap *m, const char *s, size_t n, uint32_t val)
     memcpy(m->blob + m->blob_n, s, n);
     m->ent[m->n] = (struct tok_strent){m->blob_n, (uint32_t)n, val, h};
     m->blob_n += n;
-    m->slot[i] = (uint32_t)++m->n;
+    m->slot[i] = (struct tok_slot){(uint32_t)++m->n, (uint32_t)(h >> 32)};
     if (m->n * 2 > m->cap) { /* rehash into twice the slots */
         size_t ncap = m->cap * 2;
-        uint32_t *ns = calloc(ncap, sizeof(*ns));
+        struct tok_slot *ns = calloc(ncap, sizeof(*ns));
         if (!ns)
             return llm_err(LLM_ENOMEM, "out of memory for a vocabulary table");
         free(m->slot);
         m->slot = ns, m->cap = ncap;
         for (size_t e = 0; e < m->n; e++) {
             size_t j = m->ent[e].hash & (ncap - 1);
-            while (ns[j])
+            while (ns[j].idx)
                 j = (j + 1) & (ncap - 1);
-            ns[j] = (uint32_t)e + 1;
+            ns[j] = (struct tok_slot){(uint32_t)e + 1, (uint32_t)(m->ent[e].hash >> 32)};
         }
     }
     return 0;
+}
+
+int tok_strmap_put(struct tok_strmap *m, const char *s, size_t n, uint32_t val)
+{
+    uint64_t h = tok_hash(s, n);
+    size_t i = strmap_find(m, s, n, h);
+    if (m->slot[i].idx) {
+        m->ent[m->slot[i].idx - 1].val = val;
+        return 0;
+    }
+    return strmap_insert(m, i, s, n, h, val);
+}
+
+int tok_strmap_add(struct tok_strmap *m, const char *s, size_t n, uint32_t delta)
+{
+    uint64_t h = tok_hash(s, n);
+    size_t i = strmap_find(m, s, n, h);
+    if (m->slot[i].idx) {
+        m->ent[m->slot[i].idx - 1].val += delta;
+        return 0;
+    }
+    return strmap_insert(m, i, s, n, h, delta);
+}
+
+int tok_strmap_intern(struct tok_strmap *m, const char *s, size_t n, uint32_t *val, int *added)
+{
+    uint64_t h = tok_hash(s, n);
+    size_t i = strmap_find(m, s, n, h);
+    if (m->slot[i].idx) {
+        *val = m->ent[m->slot[i].idx - 1].val;
+        *added = 0;
+        return 0;
+    }
+    if (m->n >= UINT32_MAX - 1)
+        return llm_err(LLM_EINVAL, "more than 4 billion distinct strings");
+    *val = (uint32_t)m->n;
+    *added = 1;
+    return strmap_insert(m, i, s, n, h, *val);
 }
 
 /* ---- byte-level alphabet ---- */
