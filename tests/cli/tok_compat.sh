@@ -288,3 +288,28 @@ if [ $? -eq 0 ] && cmp -s "$x" "$T/got"; then ok "decode reads stdin ('-')"; els
 printf '' | "$LLM" tokenize encode --tokenizer "$FX/$v.tokenizer.json" --format ids - >"$T/got" 2>"$T/err"
 if [ $? -eq 0 ] && [ "$(od -An -c "$T/got" | tr -d ' ')" = '\n' ]; then ok "encode of empty input writes one newline"; else
     nok "encode of empty input writes one newline" "got: $(od -An -c "$T/got" | head -c 100)" "$(head -c 300 "$T/err")"; fi
+
+# What `llm tokenize train` writes is read by HF tokenizers itself, with the
+# same ids: GPT-2's pattern (ByteLevel) and a custom one (Split + ByteLevel).
+texts=$(ls "$FX"/texts/*.txt | grep -v random_ | head -n 25)
+cat $texts >"$T/train.txt"
+for pat in gpt2 custom; do
+    if [ $pat = gpt2 ]; then set --; else set -- --pattern "\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+|\\s+"; fi
+    if ! "$LLM" tokenize train --vocab-size 600 --special "<|endoftext|>" "$@" -o "$T/trained.json" "$T/train.txt" 2>"$T/err"; then
+        nok "llm-trained tokenizer ($pat pattern) loads in HF tokenizers" "$(head -c 300 "$T/err")"; continue
+    fi
+    node "$TOK/hf_encode.js" "$T/trained.json" $texts >"$T/hf.ids" 2>"$T/err"
+    case $? in
+        3) skip_test "llm-trained tokenizer ($pat pattern) in HF tokenizers: $(head -n 1 "$T/hf.ids")"; continue ;;
+        0) ;;
+        *) nok "llm-trained tokenizer ($pat pattern) loads in HF tokenizers" "$(head -c 600 "$T/err")"; continue ;;
+    esac
+    : >"$T/llm.ids"
+    for f in $texts; do "$LLM" tokenize encode --tokenizer "$T/trained.json" "$f" >>"$T/llm.ids"; done
+    if cmp -s "$T/hf.ids" "$T/llm.ids"; then
+        ok "llm-trained tokenizer ($pat pattern) loads in HF tokenizers and gives llm's ids"
+    else
+        nok "llm-trained tokenizer ($pat pattern) loads in HF tokenizers and gives llm's ids" \
+            "$(diff "$T/hf.ids" "$T/llm.ids" | head -c 600)"
+    fi
+done
