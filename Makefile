@@ -32,7 +32,7 @@ Q := $(if $(filter 1,$(V)),,@)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -MMD -MP -fopenmp \
            -D_GNU_SOURCE -Ilib -Ilib/core -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  := -lzstd -lcjson -lpcre2-8 -lopenblas -lm -lpthread -lutil -fopenmp
+LDLIBS  := -lzstd -lcjson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -lutil -fopenmp
 ifeq ($(SANITIZE),1)
   CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDLIBS  += -fsanitize=address,undefined
@@ -89,7 +89,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libllm.a
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libllm.a $(LDLIBS) -lcmocka
 
 # Installs what is missing; other targets run the quick header check first.
-DEB_PKGS := libzstd-dev libcjson-dev libopenblas-dev libpcre2-dev libcmocka-dev
+DEB_PKGS := libzstd-dev libcjson-dev libopenblas-dev libpcre2-dev libutf8proc-dev libcmocka-dev
 deps:
 	@sh tests/deps.sh install $(DEB_PKGS)
 check-deps:

@@ -9,6 +9,7 @@ for p in "$@"; do
         libcjson-dev)    h=/usr/include/cjson/cJSON.h ;;
         libopenblas-dev) h=/usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ;;
         libpcre2-dev)    h=/usr/include/pcre2.h ;;
+        libutf8proc-dev) h=/usr/include/utf8proc.h ;;
         libcmocka-dev)   h=/usr/include/cmocka.h ;;
         *)               h="" ;;
     esac

@@ -4,8 +4,10 @@
  * equals), with a per-thread cache of piece -> ids. */
 #include "tok_impl.h"
 #include "core/err.h"
+#include "core/str.h"
 
 #include <stdlib.h>
+#include <utf8proc.h>
 
 int llm_ids_push(struct llm_ids *ids, uint32_t id)
 {
@@ -401,9 +403,48 @@ static int encode_piece(void *ctx, const char *s, size_t n)
     return push_ids(e->out, e->sym, m);
 }
 
+/* NFC normalization (normalizer NFC, as Qwen2's tokenizer.json has) of the
+ * valid UTF-8 runs of s; bytes that are not valid UTF-8 pass unchanged. */
+static int nfc(const char *s, size_t n, struct llm_bytes *out)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t bad = n - i;
+        int valid = llm_utf8_valid(s + i, n - i, &bad);
+        size_t run = valid ? n - i : bad;
+        if (run) {
+            utf8proc_uint8_t *dst = NULL;
+            utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)run,
+                                              &dst, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+            if (m < 0)
+                return llm_err(LLM_EINVAL, "NFC normalization failed: %s", utf8proc_errmsg(m));
+            int rc = llm_bytes_append(out, dst, (size_t)m);
+            free(dst);
+            if (rc)
+                return rc;
+            i += run;
+        }
+        if (!valid) { /* one bad byte, as it is */
+            int rc = llm_bytes_append(out, s + i, 1);
+            if (rc)
+                return rc;
+            i++;
+        }
+    }
+    return 0;
+}
+
 static int encode_plain(struct llm_tok_encoder *e, const char *s, size_t n)
 {
     const struct llm_tokenizer *t = e->t;
+    if (t->nfc && n) {
+        struct llm_bytes norm = {0};
+        int rc = nfc(s, n, &norm);
+        if (!rc)
+            rc = tok_pretokenize(t->pattern ? &t->re : NULL, &e->m, norm.v, norm.n, encode_piece, e);
+        llm_bytes_release(&norm);
+        return rc;
+    }
     return tok_pretokenize(t->pattern ? &t->re : NULL, &e->m, s, n, encode_piece, e);
 }
 

@@ -161,6 +161,7 @@ struct llm_tokenizer {
     uint8_t added_first[256];    /* bytes that can start an added token */
     int ignore_merges;           /* a pre-token in the vocabulary is one token */
     int add_prefix_space;
+    int nfc;                     /* normalizer NFC (Qwen2): text is NFC-normalized first */
     char *pattern;               /* NULL: no regex (the whole text is one piece) */
     int pattern_is_bytelevel;    /* came from ByteLevel use_regex (GPT-2 form) */
     struct tok_regex re;

@@ -327,9 +327,13 @@ int llm_tok_load(struct llm_tokenizer **out, const char *path)
     const cJSON *norm = cJSON_GetObjectItem(root, "normalizer");
     if (norm && !cJSON_IsNull(norm)) {
         const cJSON *ty = cJSON_GetObjectItem(norm, "type");
-        rc = llm_err(LLM_EUNSUPPORTED, "normalizer '%s' is not supported (byte-level BPE with no normalizer only)",
-                     cJSON_IsString(ty) ? ty->valuestring : "?");
-        goto out;
+        const char *name = cJSON_IsString(ty) ? ty->valuestring : "?";
+        if (!strcmp(name, "NFC")) { /* Qwen2 */
+            t->nfc = 1;
+        } else {
+            rc = llm_err(LLM_EUNSUPPORTED, "normalizer '%s' is not supported (none, or NFC)", name);
+            goto out;
+        }
     }
     if ((rc = read_model(t, &b, cJSON_GetObjectItem(root, "model"))) ||
         (rc = read_added(t, &b, cJSON_GetObjectItem(root, "added_tokens"))) ||
@@ -380,7 +384,12 @@ int llm_tok_save(const struct llm_tokenizer *t, const char *path)
             cJSON_AddBoolToObject(o, "special", a->special);
             cJSON_AddItemToArray(added, o);
         }
-    cJSON_AddNullToObject(root, "normalizer");
+    if (t->nfc) {
+        cJSON *nf = cJSON_AddObjectToObject(root, "normalizer");
+        cJSON_AddStringToObject(nf, "type", "NFC");
+    } else {
+        cJSON_AddNullToObject(root, "normalizer");
+    }
     if (t->pattern && !t->pattern_is_bytelevel) {
         cJSON *seq = cJSON_CreateObject();
         cJSON_AddStringToObject(seq, "type", "Sequence");

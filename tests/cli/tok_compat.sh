@@ -293,10 +293,15 @@ if [ $? -eq 0 ] && [ "$(od -An -c "$T/got" | tr -d ' ')" = '\n' ]; then ok "enco
 # same ids: GPT-2's pattern (ByteLevel) and a custom one (Split + ByteLevel).
 texts=$(ls "$FX"/texts/*.txt | grep -v random_ | head -n 25)
 cat $texts >"$T/train.txt"
-for pat in gpt2 custom; do
+# "nfc": the same with Qwen2's NFC normalizer added, which both must apply.
+for pat in gpt2 custom nfc; do
     if [ $pat = gpt2 ]; then set --; else set -- --pattern "\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+|\\s+"; fi
     if ! "$LLM" tokenize train --vocab-size 600 --special "<|endoftext|>" "$@" -o "$T/trained.json" "$T/train.txt" 2>"$T/err"; then
         nok "llm-trained tokenizer ($pat pattern) loads in HF tokenizers" "$(head -c 300 "$T/err")"; continue
+    fi
+    if [ $pat = nfc ]; then
+        sed 's/"normalizer":[[:space:]]*null/"normalizer": {"type": "NFC"}/' "$T/trained.json" >"$T/nfc.json"
+        mv "$T/nfc.json" "$T/trained.json"
     fi
     node "$TOK/hf_encode.js" "$T/trained.json" $texts >"$T/hf.ids" 2>"$T/err"
     case $? in

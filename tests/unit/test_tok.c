@@ -7,6 +7,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include "core/err.h"
+#include "core/file.h"
 #include "core/rng.h"
 #include "data/shard.h"
 #include "tok/tok.h"
@@ -588,6 +589,55 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
+static void test_nfc_normalizer(void **state)
+{
+    (void)state;
+    /* Qwen2's tokenizer.json has "normalizer": {"type": "NFC"}: decomposed and
+     * composed spellings of a text must give the same ids. */
+    char *dir = test_mkdtemp(), *path = test_path(dir, "t.json");
+    const char *docs[] = {"caf\xc3\xa9 na\xc3\xafve r\xc3\xa9sum\xc3\xa9 caf\xc3\xa9 caf\xc3\xa9\n", english[0]};
+    struct llm_tokenizer *t = fast_train(NULL, NULL, 0, docs, 2, 256 + 40, 1), *u;
+    assert_int_equal(llm_tok_save(t, path), 0);
+    char *json;
+    size_t len;
+    assert_int_equal(llm_read_file(path, 1 << 24, &json, &len), 0);
+    const char *nul = "\"normalizer\":\tnull"; /* as cJSON_Print writes it */
+    char *at = strstr(json, nul);
+    assert_non_null(at);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "%.*s\"normalizer\": {\"type\": \"NFC\"}%s", (int)(at - json), json,
+            at + strlen(nul));
+    fclose(f);
+    free(json);
+    assert_int_equal(llm_tok_load(&u, path), 0);
+    struct llm_tok_encoder *e;
+    assert_int_equal(llm_tok_encoder_new(u, &e), 0);
+    const char *composed = "caf\xc3\xa9 \xff", *decomposed = "cafe\xcc\x81 \xff";
+    struct llm_ids a = {0}, b = {0}, c = {0};
+    assert_int_equal(llm_tok_encode(e, composed, strlen(composed), 1, &a), 0);
+    assert_int_equal(llm_tok_encode(e, decomposed, strlen(decomposed), 1, &b), 0);
+    assert_int_equal(a.n, b.n);
+    assert_memory_equal(a.v, b.v, a.n * sizeof(uint32_t));
+    struct llm_bytes back = {0};
+    assert_int_equal(llm_tok_decode(u, b.v, b.n, &back), 0);
+    assert_string_equal(back.v, composed); /* NFC, and the invalid byte kept */
+    /* without the normalizer the two spellings differ */
+    struct llm_tok_encoder *e0;
+    assert_int_equal(llm_tok_encoder_new(t, &e0), 0);
+    assert_int_equal(llm_tok_encode(e0, decomposed, strlen(decomposed), 1, &c), 0);
+    assert_true(c.n != a.n || memcmp(c.v, a.v, a.n * sizeof(uint32_t)));
+    /* it is written back when saved */
+    assert_int_equal(llm_tok_save(u, path), 0);
+    assert_int_equal(llm_read_file(path, 1 << 24, &json, &len), 0);
+    assert_non_null(strstr(json, "\"NFC\""));
+    free(json);
+    llm_ids_release(&a), llm_ids_release(&b), llm_ids_release(&c), llm_bytes_release(&back);
+    llm_tok_encoder_free(e), llm_tok_encoder_free(e0);
+    llm_tok_free(t), llm_tok_free(u);
+    free(path);
+    test_rmdir(dir);
+}
+
 static void test_bad_tokenizer_files(void **state)
 {
     (void)state;
@@ -598,7 +648,7 @@ static void test_bad_tokenizer_files(void **state)
         {"{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", "model type 'WordPiece' is not supported"},
         {"{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}", "model type 'Unigram' is not supported"},
         {"{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{}}}", "byte_fallback is not supported"},
-        {"{\"normalizer\":{\"type\":\"NFC\"},\"model\":{\"type\":\"BPE\",\"vocab\":{}}}", "normalizer 'NFC' is not supported"},
+        {"{\"normalizer\":{\"type\":\"NFKC\"},\"model\":{\"type\":\"BPE\",\"vocab\":{}}}", "normalizer 'NFKC' is not supported"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}},\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}", "no token for byte"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"\xe4\xb8\xad\":0}}}", "not in the byte-level alphabet"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0}}}", "id 0 is used twice"},
@@ -688,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_cuts_keep_ids),
         cmocka_unit_test(test_save_load_roundtrip),
         cmocka_unit_test(test_bad_tokenizer_files),
+        cmocka_unit_test(test_nfc_normalizer),
         cmocka_unit_test(test_shards),
     };
     return cmocka_run_group_tests_name("tok", tests, NULL, NULL);
