@@ -1,0 +1,161 @@
+/* backend.h: the operations the model is written against, once, and that
+ * each backend implements: the CPU (lib/nn/cpu, OpenMP + OpenBLAS) and CUDA
+ * (kernels/, a later issue). The model never touches tensor memory itself: it
+ * allocates buffers through the backend and calls ops on them.
+ *
+ * Conventions (llm.c's):
+ * - Buffers are device pointers of the backend (host memory on the CPU). They
+ *   hold fp32 values in this version of the API; a backend that computes in
+ *   bf16 keeps fp32 buffers at its boundary and converts inside its ops (the
+ *   CUDA backend keeps fp32 master weights and may stage bf16 copies).
+ * - Dimension letters: B batch, T time, C channels (d_model), V vocabulary,
+ *   NH query heads, NKV key/value heads, HS head size, OC output channels,
+ *   N = B*T rows, F = d_ff, E experts.
+ * - Layouts are row-major; weights are PyTorch's [out, in].
+ * - Forward: outputs first, then inputs, then dimensions.
+ * - Backward: activation gradients are written (=), parameter gradients are
+ *   accumulated (+=), so gradient accumulation over micro-batches is free.
+ * - Every op returns 0 or a negative LLM_E* code with a message; an op a
+ *   backend lacks is NULL and the llm_backend_* wrapper reports it.
+ * - Ops are asynchronous on a backend with a stream; sync() waits. */
+#ifndef LLM_NN_BACKEND_H
+#define LLM_NN_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LLM_BACKEND_API_VERSION 1
+
+struct llm_backend_ops {
+    int version; /* LLM_BACKEND_API_VERSION */
+    const char *name;
+
+    /* ---- memory ---- */
+    int (*alloc)(void *ctx, void **p, size_t bytes);         /* zero-filled */
+    void (*free)(void *ctx, void *p);
+    int (*upload)(void *ctx, void *dst, const void *src, size_t bytes);   /* host -> device */
+    int (*download)(void *ctx, void *dst, const void *src, size_t bytes); /* device -> host */
+    int (*copy)(void *ctx, void *dst, const void *src, size_t bytes);     /* device -> device */
+    int (*zero)(void *ctx, void *dst, size_t bytes);
+    int (*sync)(void *ctx);
+
+    /* ---- embeddings ----
+     * out[n,:] = wte[tokens[n],:] (N, C); tokens < V is checked. */
+    int (*embedding_forward)(void *ctx, float *out, const int32_t *tokens, const float *wte, int N,
+                             int C, int V);
+    /* dwte[tokens[n],:] += dout[n,:] */
+    int (*embedding_backward)(void *ctx, float *dwte, const float *dout, const int32_t *tokens, int N,
+                              int C);
+    /* Position table added to x (B, T, C): x[b,t,:] += wpe[pos0 + t,:]. */
+    int (*add_positions)(void *ctx, float *x, const float *wpe, int B, int T, int C, int pos0);
+    /* dwpe[pos0 + t,:] += sum_b dx[b,t,:] */
+    int (*add_positions_backward)(void *ctx, float *dwpe, const float *dx, int B, int T, int C,
+                                  int pos0);
+
+    /* ---- norms, over the last dimension C of N rows ----
+     * layernorm: out = (x - mean) * rstd * w + b (b may be NULL); saves mean, rstd (N). */
+    int (*layernorm_forward)(void *ctx, float *out, float *mean, float *rstd, const float *x,
+                             const float *w, const float *b, int N, int C, float eps);
+    int (*layernorm_backward)(void *ctx, float *dx, float *dw, float *db, const float *dout,
+                              const float *x, const float *w, const float *mean, const float *rstd,
+                              int N, int C);
+    /* rmsnorm: out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps); saves rstd (N).
+     * Also used per head for qk_norm (N = B*T*NH, C = HS). */
+    int (*rmsnorm_forward)(void *ctx, float *out, float *rstd, const float *x, const float *w,
+                           int N, int C, float eps);
+    int (*rmsnorm_backward)(void *ctx, float *dx, float *dw, const float *dout, const float *x,
+                            const float *w, const float *rstd, int N, int C);
+
+    /* ---- linear layers ----
+     * out (N, OC) = x (N, C) @ w (OC, C)^T + bias (OC, may be NULL). */
+    int (*matmul_forward)(void *ctx, float *out, const float *x, const float *w, const float *bias,
+                          int N, int C, int OC);
+    /* dx (N, C) = dout @ w (dx may be NULL: not needed); dw (OC, C) += dout^T @ x;
+     * dbias (OC) += column sums of dout (may be NULL). */
+    int (*matmul_backward)(void *ctx, float *dx, float *dw, float *dbias, const float *dout,
+                           const float *x, const float *w, int N, int C, int OC);
+
+    /* ---- activations, elementwise over n values ----
+     * kind: LLM_ACT_RELU, LLM_ACT_GELU (tanh approximation), LLM_ACT_RELU2 (relu(x)^2). */
+    int (*activation_forward)(void *ctx, int kind, float *out, const float *x, size_t n);
+    /* dx = dout * f'(x) */
+    int (*activation_backward)(void *ctx, int kind, float *dx, const float *dout, const float *x,
+                               size_t n);
+    /* swiglu: out = silu(gate) * up */
+    int (*swiglu_forward)(void *ctx, float *out, const float *gate, const float *up, size_t n);
+    int (*swiglu_backward)(void *ctx, float *dgate, float *dup, const float *dout,
+                           const float *gate, const float *up, size_t n);
+
+    /* ---- attention ----
+     * q (B, T, NH, HS), k and v (B, T, NKV, HS) with NH % NKV == 0 (GQA: query
+     * head h reads kv head h / (NH / NKV)); causal; window > 0 limits each
+     * query to the last `window` keys (itself included). out (B, T, NH, HS);
+     * lse (B, NH, T) saves each row's log-sum-exp of the scaled scores for the
+     * backward pass (no T x T matrix is kept). */
+    int (*attention_forward)(void *ctx, float *out, float *lse, const float *q, const float *k,
+                             const float *v, int B, int T, int NH, int NKV, int HS, int window,
+                             float scale);
+    /* dq, dk, dv are written (=). */
+    int (*attention_backward)(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                              const float *q, const float *k, const float *v, const float *out,
+                              const float *lse, int B, int T, int NH, int NKV, int HS, int window,
+                              float scale);
+    /* Causal linear attention (Katharopoulos et al. 2020) with phi(x) = elu(x) + 1:
+     * out_t = phi(q_t) S_t / (phi(q_t) . z_t), S_t = sum_{s<=t} phi(k_s) v_s^T,
+     * z_t = sum_{s<=t} phi(k_s). Same layouts as attention (GQA allowed). */
+    int (*linear_attention_forward)(void *ctx, float *out, const float *q, const float *k,
+                                    const float *v, int B, int T, int NH, int NKV, int HS);
+    int (*linear_attention_backward)(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                                     const float *q, const float *k, const float *v, int B, int T,
+                                     int NH, int NKV, int HS);
+    /* Rotary embedding of x (B, T, H, HS) in place, HF's rotate_half layout:
+     * pairs (i, i + HS/2), angle (pos0 + t) * theta^(-2i/HS). rot_dims <= HS
+     * rotates only the first rot_dims channels of each head (MLA's decoupled key).
+     * backward: the same rotation by the negative angle, in place on dx. */
+    int (*rope_forward)(void *ctx, float *x, int B, int T, int H, int HS, int rot_dims,
+                        float theta, int pos0);
+    int (*rope_backward)(void *ctx, float *dx, int B, int T, int H, int HS, int rot_dims,
+                         float theta, int pos0);
+
+    /* ---- elementwise helpers ---- */
+    int (*add)(void *ctx, float *out, const float *a, const float *b, size_t n); /* out = a + b */
+    int (*axpy)(void *ctx, float *y, float alpha, const float *x, size_t n);      /* y += alpha x */
+    int (*scale)(void *ctx, float *x, float alpha, size_t n);                      /* x *= alpha */
+    /* Inverted dropout: keep with probability 1 - p, scaled by 1 / (1 - p); the
+     * mask is a pure function of (seed, index), so backward regenerates it. */
+    int (*dropout_forward)(void *ctx, float *out, const float *x, size_t n, float p,
+                           uint64_t seed);
+    int (*dropout_backward)(void *ctx, float *dx, const float *dout, size_t n, float p,
+                            uint64_t seed);
+
+    /* ---- loss ----
+     * Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target];
+     * targets < 0 are ignored (loss 0, gradient 0). With dlogits non-NULL it
+     * also writes dlogits = (softmax - onehot) * dloss (dlogits may alias logits). */
+    int (*cross_entropy)(void *ctx, float *losses, float *dlogits, const float *logits,
+                         const int32_t *targets, int N, int V, float dloss);
+
+    /* ---- optimizer and reductions ---- */
+    /* sum of squares of x (n), added to *out on the host after a sync. */
+    int (*sumsq)(void *ctx, double *out, const float *x, size_t n);
+    /* AdamW (Loshchilov & Hutter), step t >= 1, bias-corrected, decoupled decay:
+     * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * p -= lr * (m / (1-b1^t) / (sqrt(v / (1-b2^t)) + eps) + wd * p); g scaled by grad_scale first. */
+    int (*adamw)(void *ctx, float *p, const float *g, float *m, float *v, size_t n, float lr,
+                 float b1, float b2, float eps, float wd, int t, float grad_scale);
+};
+
+enum llm_activation_kind { LLM_ACT_RELU, LLM_ACT_GELU, LLM_ACT_RELU2 };
+
+struct llm_backend {
+    const struct llm_backend_ops *ops;
+    void *ctx;        /* the backend's own state (threads, stream, handles) */
+    int threads;      /* CPU threads it uses */
+};
+
+/* The CPU backend (lib/nn/cpu): threads 0 = all cores. ref != 0 selects the
+ * plain reference loops instead of the optimized paths (tests use both). */
+int llm_backend_cpu_init(struct llm_backend *b, int threads, int ref);
+void llm_backend_release(struct llm_backend *b);
+
+#endif

@@ -1,0 +1,70 @@
+/* cpu_impl.h: the CPU backend's op functions, shared by the files of
+ * lib/nn/cpu (cpu.c fills the ops table with them). Signatures are those of
+ * struct llm_backend_ops (backend.h), ctx being a struct cpu_ctx. */
+#ifndef LLM_NN_CPU_IMPL_H
+#define LLM_NN_CPU_IMPL_H
+
+#include "nn/backend.h"
+
+struct cpu_ctx {
+    int threads; /* OpenMP threads for our loops and OpenBLAS */
+    int ref;     /* 1: the plain reference loops (no BLAS, no blocking) */
+};
+
+/* cpu_ops.c: embeddings, norms, matmul, activations, elementwise, loss, optimizer */
+int cpu_embedding_forward(void *ctx, float *out, const int32_t *tokens, const float *wte, int N,
+                          int C, int V);
+int cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int32_t *tokens, int N,
+                           int C);
+int cpu_add_positions(void *ctx, float *x, const float *wpe, int B, int T, int C, int pos0);
+int cpu_add_positions_backward(void *ctx, float *dwpe, const float *dx, int B, int T, int C,
+                               int pos0);
+int cpu_layernorm_forward(void *ctx, float *out, float *mean, float *rstd, const float *x,
+                          const float *w, const float *b, int N, int C, float eps);
+int cpu_layernorm_backward(void *ctx, float *dx, float *dw, float *db, const float *dout,
+                           const float *x, const float *w, const float *mean, const float *rstd,
+                           int N, int C);
+int cpu_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *x, const float *w, int N,
+                        int C, float eps);
+int cpu_rmsnorm_backward(void *ctx, float *dx, float *dw, const float *dout, const float *x,
+                         const float *w, const float *rstd, int N, int C);
+int cpu_matmul_forward(void *ctx, float *out, const float *x, const float *w, const float *bias,
+                       int N, int C, int OC);
+int cpu_matmul_backward(void *ctx, float *dx, float *dw, float *dbias, const float *dout,
+                        const float *x, const float *w, int N, int C, int OC);
+int cpu_activation_forward(void *ctx, int kind, float *out, const float *x, size_t n);
+int cpu_activation_backward(void *ctx, int kind, float *dx, const float *dout, const float *x,
+                            size_t n);
+int cpu_swiglu_forward(void *ctx, float *out, const float *gate, const float *up, size_t n);
+int cpu_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout, const float *gate,
+                        const float *up, size_t n);
+int cpu_add(void *ctx, float *out, const float *a, const float *b, size_t n);
+int cpu_axpy(void *ctx, float *y, float alpha, const float *x, size_t n);
+int cpu_scale(void *ctx, float *x, float alpha, size_t n);
+int cpu_dropout_forward(void *ctx, float *out, const float *x, size_t n, float p, uint64_t seed);
+int cpu_dropout_backward(void *ctx, float *dx, const float *dout, size_t n, float p, uint64_t seed);
+int cpu_cross_entropy(void *ctx, float *losses, float *dlogits, const float *logits,
+                      const int32_t *targets, int N, int V, float dloss);
+int cpu_sumsq(void *ctx, double *out, const float *x, size_t n);
+int cpu_adamw(void *ctx, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+              float b2, float eps, float wd, int t, float grad_scale);
+
+/* cpu_attention.c: softmax attention, linear attention, rotary embeddings */
+int cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, const float *k,
+                          const float *v, int B, int T, int NH, int NKV, int HS, int window,
+                          float scale);
+int cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                           const float *q, const float *k, const float *v, const float *out,
+                           const float *lse, int B, int T, int NH, int NKV, int HS, int window,
+                           float scale);
+int cpu_linear_attention_forward(void *ctx, float *out, const float *q, const float *k,
+                                 const float *v, int B, int T, int NH, int NKV, int HS);
+int cpu_linear_attention_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
+                                  const float *q, const float *k, const float *v, int B, int T,
+                                  int NH, int NKV, int HS);
+int cpu_rope_forward(void *ctx, float *x, int B, int T, int H, int HS, int rot_dims, float theta,
+                     int pos0);
+int cpu_rope_backward(void *ctx, float *dx, int B, int T, int H, int HS, int rot_dims, float theta,
+                      int pos0);
+
+#endif
