@@ -335,36 +335,46 @@ struct encode_out {
     int bin;
     struct llm_shard_writer shard;
     struct llm_atomic text;
-    char *line;
-    size_t line_cap;
     int first; /* no id written on this line yet */
 };
 
-static int write_ids_text(struct encode_out *o, const uint32_t *ids, size_t n)
+/* " id id id" (each id after a space), formatted by hand: printf would be
+ * the bottleneck. Runs in the parallel loop, one buffer per piece. */
+static int format_ids(struct llm_bytes *out, const uint32_t *ids, size_t n)
 {
-    /* Up to 11 bytes per id; formatted by hand: printf is the bottleneck here. */
-    if (n * 11 + 2 > o->line_cap) {
-        size_t c = n * 11 + 2;
-        char *p = realloc(o->line, c);
+    out->n = 0;
+    if (!n)
+        return 0;
+    if (n * 11 + 1 > out->cap) {
+        char *p = realloc(out->v, n * 11 + 1);
         if (!p)
-            return llm_err(LLM_ENOMEM, "out of memory writing ids");
-        o->line = p, o->line_cap = c;
+            return llm_err(LLM_ENOMEM, "out of memory formatting ids");
+        out->v = p, out->cap = n * 11 + 1;
     }
-    char *w = o->line;
+    char *w = out->v;
     for (size_t i = 0; i < n; i++) {
-        if (!o->first)
-            *w++ = ' ';
-        o->first = 0;
         char tmp[12];
         int k = 0;
         uint32_t v = ids[i];
         do
             tmp[k++] = (char)('0' + v % 10);
         while ((v /= 10));
+        *w++ = ' ';
         while (k)
             *w++ = tmp[--k];
     }
-    return llm_fwrite(o->text.f, o->line, (size_t)(w - o->line), o->text.path);
+    out->n = (size_t)(w - out->v);
+    return 0;
+}
+
+/* Writes a formatted piece, dropping its leading space at the start of a line. */
+static int write_formatted(struct encode_out *o, const struct llm_bytes *t)
+{
+    if (!t->n)
+        return 0;
+    int skip = o->first;
+    o->first = 0;
+    return llm_fwrite(o->text.f, t->v + skip, t->n - skip, o->text.path);
 }
 
 static int tokenize_encode(int argc, char **argv)
@@ -379,6 +389,7 @@ static int tokenize_encode(int argc, char **argv)
     struct llm_tokenizer *tok = NULL;
     struct llm_tok_encoder **enc = NULL;
     struct llm_ids *ids = NULL;
+    struct llm_bytes *texts = NULL; /* formatted ids of each piece */
     size_t ids_cap = 0;
     struct encode_out o = {.first = 1};
     struct input in = {0};
@@ -436,14 +447,22 @@ static int tokenize_encode(int argc, char **argv)
                 break;
             }
             memset(ni + ids_cap, 0, (b.n - ids_cap) * sizeof(*ids));
-            ids = ni, ids_cap = b.n;
+            ids = ni;
+            struct llm_bytes *nt = realloc(texts, b.n * sizeof(*texts));
+            if (!nt) {
+                rc = llm_err(LLM_ENOMEM, "out of memory encoding");
+                break;
+            }
+            memset(nt + ids_cap, 0, (b.n - ids_cap) * sizeof(*texts));
+            texts = nt, ids_cap = b.n;
         }
         int fail = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(| : fail)
         for (size_t i = 0; i < b.n; i++) {
             ids[i].n = 0;
             if (llm_tok_encode(enc[omp_get_thread_num()], b.docs[i], b.lens[i], !en_no_special, &ids[i]) ||
-                (eot >= 0 && llm_ids_push(&ids[i], (uint32_t)eot)))
+                (eot >= 0 && llm_ids_push(&ids[i], (uint32_t)eot)) ||
+                (!o.bin && format_ids(&texts[i], ids[i].v, ids[i].n)))
                 fail = 1;
         }
         if (fail) {
@@ -455,7 +474,7 @@ static int tokenize_encode(int argc, char **argv)
             if (o.bin)
                 rc = llm_shard_write(&o.shard, ids[i].v, ids[i].n);
             else {
-                rc = write_ids_text(&o, ids[i].v, ids[i].n);
+                rc = write_formatted(&o, &texts[i]);
                 if (!rc && en_field) { /* one line per document */
                     rc = llm_fwrite(o.text.f, "\n", 1, o.text.path);
                     o.first = 1;
@@ -485,9 +504,8 @@ out:
     if (in_open)
         input_close(&in);
     for (size_t i = 0; i < ids_cap; i++)
-        llm_ids_release(&ids[i]);
-    free(ids);
-    free(o.line);
+        llm_ids_release(&ids[i]), llm_bytes_release(&texts[i]);
+    free(ids), free(texts);
     for (int i = 0; enc && i < nthreads; i++)
         llm_tok_encoder_free(enc[i]);
     free(enc);
