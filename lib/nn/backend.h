@@ -121,8 +121,11 @@ struct llm_backend_ops {
     int (*add)(void *ctx, float *out, const float *a, const float *b, size_t n); /* out = a + b */
     int (*axpy)(void *ctx, float *y, float alpha, const float *x, size_t n);      /* y += alpha x */
     int (*scale)(void *ctx, float *x, float alpha, size_t n);                      /* x *= alpha */
-    /* Inverted dropout: keep with probability 1 - p, scaled by 1 / (1 - p); the
-     * mask is a pure function of (seed, index), so backward regenerates it. */
+    /* Inverted dropout, p in [0, 1): keep with probability 1 - p, scaled by
+     * 1 / (1 - p). The mask is a pure function of (seed, index), the same on
+     * every backend and thread count, so backward regenerates it:
+     *   u_i = (splitmix64 output number i+1 from state seed) >> 40, times 2^-24
+     *   keep_i = u_i >= p */
     int (*dropout_forward)(void *ctx, float *out, const float *x, size_t n, float p,
                            uint64_t seed);
     int (*dropout_backward)(void *ctx, float *dx, const float *dout, size_t n, float p,
@@ -130,8 +133,9 @@ struct llm_backend_ops {
 
     /* ---- loss ----
      * Softmax cross-entropy, fused: losses (N) = -log softmax(logits)[target];
-     * targets < 0 are ignored (loss 0, gradient 0). With dlogits non-NULL it
-     * also writes dlogits = (softmax - onehot) * dloss (dlogits may alias logits). */
+     * targets < 0 are ignored (loss 0, gradient 0); a target >= V is LLM_EINVAL.
+     * With dlogits non-NULL it also writes dlogits = (softmax - onehot) * dloss
+     * (dlogits may alias logits); losses may be NULL. */
     int (*cross_entropy)(void *ctx, float *losses, float *dlogits, const float *logits,
                          const int32_t *targets, int N, int V, float dloss);
 

@@ -99,7 +99,7 @@ int llm_backend_cpu_init(struct llm_backend *b, int threads, int ref)
         return LLM_ENOMEM;
     c->threads = threads > 0 ? threads : omp_get_max_threads();
     c->ref = ref;
-    openblas_set_num_threads(c->threads);
+    openblas_set_num_threads(1); /* our matmul runs single-threaded sgemm tiles on OpenMP threads */
     b->ops = &cpu_ops;
     b->ctx = c;
     b->threads = c->threads;

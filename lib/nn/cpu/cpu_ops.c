@@ -1,0 +1,805 @@
+/* cpu_ops.c: the CPU backend's ops other than attention: embeddings, norms,
+ * matmul (OpenBLAS), activations, elementwise helpers, dropout, the fused
+ * softmax cross-entropy, sum of squares and AdamW (contracts in backend.h).
+ *
+ * Threads: OpenMP over rows (or elements), num_threads = ctx->threads, with
+ * small problems run on one thread. Every result is bit-identical for any
+ * thread count: each output element is computed by one thread in a fixed
+ * order, and reductions across rows (parameter gradients, sums) are done in an
+ * order that depends only on the shapes, never on how rows were split:
+ *  - column sums (embedding, positions, matmul dbias) are split over columns,
+ *    each column summed over rows 0..N-1 in order by one thread;
+ *  - norm weight gradients sum fixed blocks of ROW_BLOCK rows into per-block
+ *    partials (in parallel), then add the partials in block order;
+ *  - sumsq sums fixed blocks of SUM_BLOCK elements in double, then the block
+ *    sums in block order.
+ *  - matmul runs OpenBLAS single-threaded on a fixed grid of output tiles
+ *    (see gemm_tiled).
+ * ctx->ref = 1 selects the plain loops (triple-loop matmul, threaded only
+ * over whole output rows; serial reductions): the oracle the optimized paths
+ * are tested against.
+ *
+ * Validation: row counts may be 0 (nothing to do); widths must be > 0; token
+ * ids and targets are range-checked before anything is written.
+ * Beyond backend.h: the norm forwards take mean/rstd NULL (inference, nothing
+ * saved), the norm backwards take dx/dw/db NULL (not wanted), and
+ * cross_entropy takes losses NULL. */
+#include "cpu_impl.h"
+#include "core/err.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Rows per block of the norm weight-gradient partial sums. */
+#define ROW_BLOCK 64
+/* Elements per block of sumsq's double partial sums. */
+#define SUM_BLOCK 4096
+/* Columns per task of the column-sum reductions (a 64-byte cache line). */
+#define COL_CHUNK 16
+/* Below this much work (elements touched) a loop runs on one thread. */
+#define PAR_MIN 16384
+
+static inline struct cpu_ctx *cpu(void *ctx) { return (struct cpu_ctx *)ctx; }
+
+/* Threads for a loop touching `work` elements: 1 when threading cannot pay. */
+static inline int nthreads(const struct cpu_ctx *c, size_t work)
+{
+    return work < PAR_MIN ? 1 : c->threads;
+}
+
+static int check_dims(const char *op, long rows, long width)
+{
+    if (rows < 0)
+        return llm_err(LLM_EINVAL, "%s: row count %ld is negative", op, rows);
+    if (width <= 0)
+        return llm_err(LLM_EINVAL, "%s: width %ld must be positive", op, width);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Column sums shared by the scatter/gather backward passes.                */
+
+/* dst[i] += sum_{n=0..N-1} src[n*ld + i] for i in [0, C), each column summed
+ * in row order by one thread (so the bits never depend on the thread count). */
+static void colsum_add(const struct cpu_ctx *c, float *dst, const float *src, int N, int C,
+                       size_t ld)
+{
+    int nchunks = (C + COL_CHUNK - 1) / COL_CHUNK;
+#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+    for (int k = 0; k < nchunks; k++) {
+        int i0 = k * COL_CHUNK, i1 = i0 + COL_CHUNK < C ? i0 + COL_CHUNK : C;
+        float acc[COL_CHUNK] = {0};
+        for (int n = 0; n < N; n++) {
+            const float *row = src + (size_t)n * ld;
+            for (int i = i0; i < i1; i++)
+                acc[i - i0] += row[i];
+        }
+        for (int i = i0; i < i1; i++)
+            dst[i] += acc[i - i0];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Embeddings                                                               */
+
+int cpu_embedding_forward(void *ctx, float *out, const int32_t *tokens, const float *wte, int N,
+                          int C, int V)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int rc = check_dims("embedding", N, C);
+    if (rc)
+        return rc;
+    if (V <= 0)
+        return llm_err(LLM_EINVAL, "embedding: vocabulary size %d must be positive", V);
+    for (int n = 0; n < N; n++)
+        if (tokens[n] < 0 || tokens[n] >= V)
+            return llm_err(LLM_EINVAL, "token id %d at position %d is outside the vocabulary (%d)",
+                           tokens[n], n, V);
+    /* out[n,:] = wte[tokens[n],:]  (N, C) <- (V, C) */
+#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+    for (int n = 0; n < N; n++)
+        memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
+    return 0;
+}
+
+int cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int32_t *tokens, int N,
+                           int C)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int rc = check_dims("embedding backward", N, C);
+    if (rc)
+        return rc;
+    for (int n = 0; n < N; n++)
+        if (tokens[n] < 0)
+            return llm_err(LLM_EINVAL, "token id %d at position %d is outside the vocabulary",
+                           tokens[n], n);
+    /* dwte[tokens[n],:] += dout[n,:]. Rows sharing a token collide, so the
+     * split is over columns: each column chunk walks rows 0..N-1 in order. */
+    int nchunks = (C + COL_CHUNK - 1) / COL_CHUNK;
+    if (c->ref)
+        nchunks = 1;
+    int chunk = c->ref ? C : COL_CHUNK;
+#pragma omp parallel for num_threads(c->ref ? 1 : nthreads(c, (size_t)N * C)) schedule(static)
+    for (int k = 0; k < nchunks; k++) {
+        int i0 = k * chunk, i1 = i0 + chunk < C ? i0 + chunk : C;
+        for (int n = 0; n < N; n++) {
+            float *dst = dwte + (size_t)tokens[n] * C;
+            const float *src = dout + (size_t)n * C;
+            for (int i = i0; i < i1; i++)
+                dst[i] += src[i];
+        }
+    }
+    return 0;
+}
+
+int cpu_add_positions(void *ctx, float *x, const float *wpe, int B, int T, int C, int pos0)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int rc = check_dims("add_positions", (long)B * T, C);
+    if (rc)
+        return rc;
+    if (B < 0 || T < 0 || pos0 < 0)
+        return llm_err(LLM_EINVAL, "add_positions: B %d, T %d and pos0 %d must be >= 0", B, T,
+                       pos0);
+    /* x[b,t,:] += wpe[pos0 + t,:]  (B, T, C) */
+    int rows = B * T;
+#pragma omp parallel for num_threads(nthreads(c, (size_t)rows * C)) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        float *xr = x + (size_t)r * C;
+        const float *pr = wpe + (size_t)(pos0 + r % T) * C;
+        for (int i = 0; i < C; i++)
+            xr[i] += pr[i];
+    }
+    return 0;
+}
+
+int cpu_add_positions_backward(void *ctx, float *dwpe, const float *dx, int B, int T, int C,
+                               int pos0)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int rc = check_dims("add_positions backward", (long)B * T, C);
+    if (rc)
+        return rc;
+    if (B < 0 || T < 0 || pos0 < 0)
+        return llm_err(LLM_EINVAL, "add_positions backward: B %d, T %d and pos0 %d must be >= 0",
+                       B, T, pos0);
+    /* dwpe[pos0 + t,:] += sum_b dx[b,t,:]: one thread per t, b in order. */
+#pragma omp parallel for num_threads(c->ref ? 1 : nthreads(c, (size_t)B * T * C)) schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *dp = dwpe + (size_t)(pos0 + t) * C;
+        for (int b = 0; b < B; b++) {
+            const float *dr = dx + ((size_t)b * T + t) * C;
+            for (int i = 0; i < C; i++)
+                dp[i] += dr[i];
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Norms                                                                    */
+
+int cpu_layernorm_forward(void *ctx, float *out, float *mean, float *rstd, const float *x,
+                          const float *w, const float *b, int N, int C, float eps)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int rc = check_dims("layernorm", N, C);
+    if (rc)
+        return rc;
+    /* Per row (two passes, float): mu = sum x / C; var = sum (x - mu)^2 / C;
+     * s = 1 / sqrt(var + eps); out = (x - mu) * s * w + b. mean and rstd (N)
+     * are saved for the backward pass unless NULL (inference). */
+#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        float sum = 0.0f;
+        for (int i = 0; i < C; i++)
+            sum += xr[i];
+        float mu = sum / (float)C;
+        float var = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float d = xr[i] - mu;
+            var += d * d;
+        }
+        var /= (float)C;
+        float s = 1.0f / sqrtf(var + eps);
+        for (int i = 0; i < C; i++) {
+            float y = (xr[i] - mu) * s * w[i];
+            o[i] = b ? y + b[i] : y;
+        }
+        if (mean)
+            mean[n] = mu;
+        if (rstd)
+            rstd[n] = s;
+    }
+    return 0;
+}
+
+/* The per-row part of the layernorm backward pass. With xh = (x - mu) * s
+ * and dy = dout * w (elementwise):
+ *   dx = s * (dy - mean(dy) - xh * mean(dy * xh))
+ * and this row's contributions to the parameter gradients:
+ *   dw += dout * xh;  db += dout
+ * (accumulated into pw / pb, either may be NULL). */
+static void layernorm_backward_row(float *dx, float *pw, float *pb, const float *dout,
+                                   const float *x, const float *w, float mu, float s, int C)
+{
+    float sdy = 0.0f, sdyxh = 0.0f;
+    for (int i = 0; i < C; i++) {
+        float xh = (x[i] - mu) * s;
+        float dy = dout[i] * w[i];
+        sdy += dy;
+        sdyxh += dy * xh;
+    }
+    float mdy = sdy / (float)C, mdyxh = sdyxh / (float)C;
+    for (int i = 0; i < C; i++) {
+        float xh = (x[i] - mu) * s, d = dout[i];
+        if (pw)
+            pw[i] += d * xh;
+        if (pb)
+            pb[i] += d;
+        if (dx)
+            dx[i] = s * (d * w[i] - mdy - xh * mdyxh);
+    }
+}
+
+/* The per-row part of the rmsnorm backward pass. With xh = x * s and
+ * dy = dout * w: dx = s * (dy - xh * mean(dy * xh)); dw += dout * xh. */
+static void rmsnorm_backward_row(float *dx, float *pw, const float *dout, const float *x,
+                                 const float *w, float s, int C)
+{
+    float sdyxh = 0.0f;
+    for (int i = 0; i < C; i++)
+        sdyxh += dout[i] * w[i] * (x[i] * s);
+    float mdyxh = sdyxh / (float)C;
+    for (int i = 0; i < C; i++) {
+        float xh = x[i] * s, d = dout[i];
+        if (pw)
+            pw[i] += d * xh;
+        if (dx)
+            dx[i] = s * (d * w[i] - xh * mdyxh);
+    }
+}
+
+/* Adds block partials part[k*C + i] (k = 0..nblk-1) into dst[i], summing the
+ * blocks in order for each column. */
+static void add_block_partials(const struct cpu_ctx *c, float *dst, const float *part, int nblk,
+                               int C)
+{
+    colsum_add(c, dst, part, nblk, C, (size_t)C);
+}
+
+/* Shared driver of both norm backward passes: rows in fixed blocks of
+ * ROW_BLOCK; block k accumulates its rows' dw/db contributions into its own
+ * partial rows, then the partials are added in block order. Norm kind:
+ * mean != NULL is layernorm, else rmsnorm. */
+static int norm_backward(struct cpu_ctx *c, float *dx, float *dw, float *db, const float *dout,
+                         const float *x, const float *w, const float *mean, const float *rstd,
+                         int N, int C)
+{
+    if (c->ref) {
+        /* Reference: rows in order, parameter gradients accumulated serially. */
+        for (int n = 0; n < N; n++) {
+            size_t o = (size_t)n * C;
+            if (mean)
+                layernorm_backward_row(dx ? dx + o : NULL, dw, db, dout + o, x + o, w, mean[n],
+                                       rstd[n], C);
+            else
+                rmsnorm_backward_row(dx ? dx + o : NULL, dw, dout + o, x + o, w, rstd[n], C);
+        }
+        return 0;
+    }
+    int nblk = (N + ROW_BLOCK - 1) / ROW_BLOCK;
+    int nparts = (dw != NULL) + (db != NULL);
+    float *part = NULL;
+    if (nparts) {
+        part = calloc((size_t)nblk * nparts * C, sizeof(float));
+        if (!part)
+            return llm_err(LLM_ENOMEM, "out of memory for the norm backward partial sums");
+    }
+    /* part layout: [nblk, C] for dw, then [nblk, C] for db. */
+    float *pw_all = dw ? part : NULL;
+    float *pb_all = db ? part + (dw ? (size_t)nblk * C : 0) : NULL;
+#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+    for (int k = 0; k < nblk; k++) {
+        float *pw = pw_all ? pw_all + (size_t)k * C : NULL;
+        float *pb = pb_all ? pb_all + (size_t)k * C : NULL;
+        int n1 = (k + 1) * ROW_BLOCK < N ? (k + 1) * ROW_BLOCK : N;
+        for (int n = k * ROW_BLOCK; n < n1; n++) {
+            size_t o = (size_t)n * C;
+            if (mean)
+                layernorm_backward_row(dx ? dx + o : NULL, pw, pb, dout + o, x + o, w, mean[n],
+                                       rstd[n], C);
+            else
+                rmsnorm_backward_row(dx ? dx + o : NULL, pw, dout + o, x + o, w, rstd[n], C);
+        }
+    }
+    if (dw)
+        add_block_partials(c, dw, pw_all, nblk, C);
+    if (db)
+        add_block_partials(c, db, pb_all, nblk, C);
+    free(part);
+    return 0;
+}
+
+int cpu_layernorm_backward(void *ctx, float *dx, float *dw, float *db, const float *dout,
+                           const float *x, const float *w, const float *mean, const float *rstd,
+                           int N, int C)
+{
+    int rc = check_dims("layernorm backward", N, C);
+    if (rc)
+        return rc;
+    if (N > 0 && (!mean || !rstd))
+        return llm_err(LLM_EINVAL, "layernorm backward needs the mean and rstd saved by forward");
+    /* dx written (may be NULL); dw, db accumulated (either may be NULL). */
+    return norm_backward(cpu(ctx), dx, dw, db, dout, x, w, mean, rstd, N, C);
+}
+
+int cpu_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *x, const float *w, int N,
+                        int C, float eps)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int rc = check_dims("rmsnorm", N, C);
+    if (rc)
+        return rc;
+    /* s = 1 / sqrt(sum x^2 / C + eps); out = x * s * w; rstd[n] = s unless NULL. */
+#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        float ss = 0.0f;
+        for (int i = 0; i < C; i++)
+            ss += xr[i] * xr[i];
+        float s = 1.0f / sqrtf(ss / (float)C + eps);
+        for (int i = 0; i < C; i++)
+            o[i] = xr[i] * s * w[i];
+        if (rstd)
+            rstd[n] = s;
+    }
+    return 0;
+}
+
+int cpu_rmsnorm_backward(void *ctx, float *dx, float *dw, const float *dout, const float *x,
+                         const float *w, const float *rstd, int N, int C)
+{
+    int rc = check_dims("rmsnorm backward", N, C);
+    if (rc)
+        return rc;
+    if (N > 0 && !rstd)
+        return llm_err(LLM_EINVAL, "rmsnorm backward needs the rstd saved by forward");
+    return norm_backward(cpu(ctx), dx, dw, NULL, dout, x, w, NULL, rstd, N, C);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Matmul: out (N, OC) = x (N, C) @ w (OC, C)^T + bias. 2*N*C*OC FLOPs forward,
+ * 4*N*C*OC backward (dx and dw).                                            */
+
+/* OpenBLAS splits a call among its threads in a way that changes which
+ * micro-kernel (and so which summation order) each output element gets, so
+ * its threaded results differ in the last bits from its one-thread results.
+ * We therefore cut every product into a fixed grid of GEMM_TILE x GEMM_TILE
+ * output tiles (fixed: it depends only on the shapes), run the tiles on our
+ * OpenMP threads, and call OpenBLAS single-threaded on each tile: each tile's
+ * bits then depend only on its inputs, never on the thread count. Each tile
+ * keeps the whole K dimension, so no sums are split. On 2 cores (N=2048,
+ * C=768, OC=3072) it runs as fast as OpenBLAS's own threading, within noise;
+ * 256 x 256 tiles keep the packing overhead ~1% and give 96 tiles to share. */
+#define GEMM_TILE 256
+
+/* OpenBLAS's thread count is process-wide: make sure it is 1 (our tiles run
+ * concurrently, each in its own OpenMP thread). */
+static void blas_single_thread(void)
+{
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+}
+
+/* Row-major C (M, Nc) = A' (M, K) @ B' (K, Nc) + beta C, where A' is A
+ * (ta: A stored (K, M), lda) and B' is B (tb: B stored (Nc, K), ldb), on the
+ * fixed tile grid. bias (Nc, may be NULL): each tile's C rows are first set to
+ * bias and beta is taken as 1 (out = x @ w^T + bias in one pass). */
+static void gemm_tiled(const struct cpu_ctx *c, int ta, int tb, int M, int Nc, int K,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *Cm,
+                       int ldc, const float *bias)
+{
+    int tm = (M + GEMM_TILE - 1) / GEMM_TILE, tn = (Nc + GEMM_TILE - 1) / GEMM_TILE;
+    long ntiles = (long)tm * tn;
+    int nt = ntiles < c->threads ? (int)ntiles : c->threads;
+    blas_single_thread();
+#pragma omp parallel for num_threads(nt) schedule(dynamic)
+    for (long k = 0; k < ntiles; k++) {
+        int i0 = (int)(k / tn) * GEMM_TILE, j0 = (int)(k % tn) * GEMM_TILE;
+        int mm = M - i0 < GEMM_TILE ? M - i0 : GEMM_TILE;
+        int nn = Nc - j0 < GEMM_TILE ? Nc - j0 : GEMM_TILE;
+        float *ct = Cm + (size_t)i0 * ldc + j0;
+        float b = beta;
+        if (bias) {
+            for (int i = 0; i < mm; i++)
+                memcpy(ct + (size_t)i * ldc, bias + j0, (size_t)nn * sizeof(float));
+            b = 1.0f;
+        }
+        const float *at = ta ? A + i0 : A + (size_t)i0 * lda;
+        const float *bt = tb ? B + (size_t)j0 * ldb : B + j0;
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    mm, nn, K, 1.0f, at, lda, bt, ldb, b, ct, ldc);
+    }
+}
+
+int cpu_matmul_forward(void *ctx, float *out, const float *x, const float *w, const float *bias,
+                       int N, int C, int OC)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int rc = check_dims("matmul", N, C);
+    if (rc || (rc = check_dims("matmul", N, OC)))
+        return rc;
+    if (N == 0)
+        return 0;
+    if (c->ref) {
+        /* out[n,o] = bias[o] + sum_i x[n,i] w[o,i] */
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C;
+            for (int o = 0; o < OC; o++) {
+                const float *wr = w + (size_t)o * C;
+                float acc = bias ? bias[o] : 0.0f;
+                for (int i = 0; i < C; i++)
+                    acc += xr[i] * wr[i];
+                out[(size_t)n * OC + o] = acc;
+            }
+        }
+        return 0;
+    }
+    /* out (N, OC) = x (N, C) @ w^T (C, OC) [+ bias] */
+    gemm_tiled(c, 0, 1, N, OC, C, x, C, w, C, 0.0f, out, OC, bias);
+    return 0;
+}
+
+int cpu_matmul_backward(void *ctx, float *dx, float *dw, float *dbias, const float *dout,
+                        const float *x, const float *w, int N, int C, int OC)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int rc = check_dims("matmul backward", N, C);
+    if (rc || (rc = check_dims("matmul backward", N, OC)))
+        return rc;
+    if (N == 0)
+        return 0;
+    if (c->ref) {
+        /* dx[n,i] = sum_o dout[n,o] w[o,i] (written) */
+        if (dx) {
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+            for (int n = 0; n < N; n++) {
+                const float *dr = dout + (size_t)n * OC;
+                for (int i = 0; i < C; i++) {
+                    float acc = 0.0f;
+                    for (int o = 0; o < OC; o++)
+                        acc += dr[o] * w[(size_t)o * C + i];
+                    dx[(size_t)n * C + i] = acc;
+                }
+            }
+        }
+        /* dw[o,i] += sum_n dout[n,o] x[n,i];  dbias[o] += sum_n dout[n,o] */
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+        for (int o = 0; o < OC; o++) {
+            if (dw) {
+                for (int i = 0; i < C; i++) {
+                    float acc = 0.0f;
+                    for (int n = 0; n < N; n++)
+                        acc += dout[(size_t)n * OC + o] * x[(size_t)n * C + i];
+                    dw[(size_t)o * C + i] += acc;
+                }
+            }
+            if (dbias) {
+                float acc = 0.0f;
+                for (int n = 0; n < N; n++)
+                    acc += dout[(size_t)n * OC + o];
+                dbias[o] += acc;
+            }
+        }
+        return 0;
+    }
+    /* dx (N, C) = dout (N, OC) @ w (OC, C) */
+    if (dx)
+        gemm_tiled(c, 0, 0, N, C, OC, dout, OC, w, C, 0.0f, dx, C, NULL);
+    /* dw (OC, C) += dout^T (OC, N) @ x (N, C) */
+    if (dw)
+        gemm_tiled(c, 1, 0, OC, C, N, dout, OC, x, C, 1.0f, dw, C, NULL);
+    if (dbias)
+        colsum_add(c, dbias, dout, N, OC, (size_t)OC);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Activations                                                              */
+
+/* GELU, tanh approximation (GPT-2): u = k (x + 0.044715 x^3), k = sqrt(2/pi);
+ *   gelu(x) = 0.5 x (1 + tanh u)
+ *   gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) k (1 + 3 * 0.044715 x^2) */
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+#define GELU_A 0.044715f
+
+static inline float gelu(float x)
+{
+    float u = GELU_K * (x + GELU_A * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+
+static inline float gelu_grad(float x)
+{
+    float u = GELU_K * (x + GELU_A * x * x * x);
+    float th = tanhf(u);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_A * x * x);
+}
+
+static int bad_kind(int kind)
+{
+    return llm_err(LLM_EINVAL, "unknown activation kind %d", kind);
+}
+
+int cpu_activation_forward(void *ctx, int kind, float *out, const float *x, size_t n)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int nt = nthreads(c, n);
+    switch (kind) {
+    case LLM_ACT_RELU: /* max(x, 0) */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < n; i++)
+            out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        return 0;
+    case LLM_ACT_GELU:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < n; i++)
+            out[i] = gelu(x[i]);
+        return 0;
+    case LLM_ACT_RELU2: /* relu(x)^2 */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < n; i++)
+            out[i] = x[i] > 0.0f ? x[i] * x[i] : 0.0f;
+        return 0;
+    default:
+        return bad_kind(kind);
+    }
+}
+
+int cpu_activation_backward(void *ctx, int kind, float *dx, const float *dout, const float *x,
+                            size_t n)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int nt = nthreads(c, n);
+    switch (kind) {
+    case LLM_ACT_RELU: /* relu'(x) = [x > 0] */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < n; i++)
+            dx[i] = x[i] > 0.0f ? dout[i] : 0.0f;
+        return 0;
+    case LLM_ACT_GELU:
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dout[i] * gelu_grad(x[i]);
+        return 0;
+    case LLM_ACT_RELU2: /* (relu(x)^2)' = 2 relu(x) */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (size_t i = 0; i < n; i++)
+            dx[i] = x[i] > 0.0f ? 2.0f * x[i] * dout[i] : 0.0f;
+        return 0;
+    default:
+        return bad_kind(kind);
+    }
+}
+
+static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+int cpu_swiglu_forward(void *ctx, float *out, const float *gate, const float *up, size_t n)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    /* out = silu(g) * u, silu(g) = g * sigmoid(g) */
+#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        out[i] = gate[i] * sigmoid(gate[i]) * up[i];
+    return 0;
+}
+
+int cpu_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout, const float *gate,
+                        const float *up, size_t n)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    /* With sg = sigmoid(g): silu'(g) = sg (1 + g (1 - sg)), so
+     *   dgate = dout * u * sg * (1 + g (1 - sg));  dup = dout * g * sg.
+     * Both written; dgate and dup may alias dout / gate / up elementwise. */
+#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i], u = up[i], d = dout[i];
+        float sg = sigmoid(g);
+        dgate[i] = d * u * sg * (1.0f + g * (1.0f - sg));
+        dup[i] = d * g * sg;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Elementwise helpers (outputs may alias inputs)                           */
+
+int cpu_add(void *ctx, float *out, const float *a, const float *b, size_t n)
+{
+    struct cpu_ctx *c = cpu(ctx);
+#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+    return 0;
+}
+
+int cpu_axpy(void *ctx, float *y, float alpha, const float *x, size_t n)
+{
+    struct cpu_ctx *c = cpu(ctx);
+#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        y[i] += alpha * x[i];
+    return 0;
+}
+
+int cpu_scale(void *ctx, float *x, float alpha, size_t n)
+{
+    struct cpu_ctx *c = cpu(ctx);
+#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        x[i] *= alpha;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Dropout. The mask is a pure function of (seed, i), so it needs no storage,
+ * does not depend on threads, and another backend can reproduce it exactly:
+ *   h_i = splitmix64 output number i + 1 from state `seed`
+ *       = mix(seed + (i + 1) * 0x9E3779B97F4A7C15)   (the mix of core/rng.h)
+ *   u_i = (h_i >> 40) * 2^-24   (24 random bits, exact in float)
+ *   keep_i = u_i >= p;  out_i = keep_i ? x_i / (1 - p) : 0                  */
+
+static inline uint64_t splitmix64_at(uint64_t seed, uint64_t i)
+{
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static int dropout(struct cpu_ctx *c, float *out, const float *x, size_t n, float p, uint64_t seed)
+{
+    if (!(p >= 0.0f && p < 1.0f))
+        return llm_err(LLM_EINVAL, "dropout probability %g must be in [0, 1)", (double)p);
+    if (p == 0.0f) {
+        if (out != x && n)
+            memmove(out, x, n * sizeof(float));
+        return 0;
+    }
+    float keep_scale = 1.0f / (1.0f - p);
+#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float u = (float)(splitmix64_at(seed, i) >> 40) * 0x1p-24f;
+        out[i] = u >= p ? x[i] * keep_scale : 0.0f;
+    }
+    return 0;
+}
+
+int cpu_dropout_forward(void *ctx, float *out, const float *x, size_t n, float p, uint64_t seed)
+{
+    return dropout(cpu(ctx), out, x, n, p, seed);
+}
+
+/* dx = dout * mask / (1 - p): the same map as forward, with the same mask. */
+int cpu_dropout_backward(void *ctx, float *dx, const float *dout, size_t n, float p, uint64_t seed)
+{
+    return dropout(cpu(ctx), dx, dout, n, p, seed);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Softmax cross-entropy                                                    */
+
+int cpu_cross_entropy(void *ctx, float *losses, float *dlogits, const float *logits,
+                      const int32_t *targets, int N, int V, float dloss)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    int rc = check_dims("cross_entropy", N, V);
+    if (rc)
+        return rc;
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= V)
+            return llm_err(LLM_EINVAL, "target %d at position %d is outside the vocabulary (%d)",
+                           targets[n], n, V);
+    /* Per row, with m = max_j l_j (so no exp overflows) and
+     * S = sum_j exp(l_j - m) (in double; 1 <= S <= V):
+     *   loss = -log softmax(l)[target] = (m - l[target]) + log S
+     *   dl_j = (exp(l_j - m) / S - [j == target]) * dloss
+     * (m - l[target] first, never m + log S: with logits near 1e4 the float
+     * sum would round log S to 1e-3).
+     * Ignored rows (target < 0): loss 0, dl 0. dlogits may alias logits: each
+     * element is read before it is written, and l[target] before any write. */
+#pragma omp parallel for num_threads(nthreads(c, (size_t)N * V)) schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *l = logits + (size_t)n * V;
+        float *dl = dlogits ? dlogits + (size_t)n * V : NULL;
+        int tgt = targets[n];
+        if (tgt < 0) {
+            if (losses)
+                losses[n] = 0.0f;
+            if (dl)
+                memset(dl, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float m = l[0];
+        for (int j = 1; j < V; j++)
+            m = l[j] > m ? l[j] : m;
+        double sum = 0.0;
+        for (int j = 0; j < V; j++)
+            sum += expf(l[j] - m);
+        if (losses)
+            losses[n] = (m - l[tgt]) + (float)log(sum);
+        if (dl) {
+            float k = (float)(dloss / sum);
+            for (int j = 0; j < V; j++)
+                dl[j] = expf(l[j] - m) * k;
+            dl[tgt] -= dloss;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reductions and the optimizer                                             */
+
+int cpu_sumsq(void *ctx, double *out, const float *x, size_t n)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    /* sum_i x_i^2 in double: fixed blocks of SUM_BLOCK elements summed in
+     * parallel, then the block sums added in block order. */
+    size_t nblk = (n + SUM_BLOCK - 1) / SUM_BLOCK;
+    if (nblk == 0)
+        return 0;
+    double one, *part = nblk == 1 ? &one : malloc(nblk * sizeof(double));
+    if (!part)
+        return llm_err(LLM_ENOMEM, "out of memory for the sum of squares");
+#pragma omp parallel for num_threads(c->ref ? 1 : nthreads(c, n)) schedule(static)
+    for (size_t k = 0; k < nblk; k++) {
+        size_t i1 = (k + 1) * SUM_BLOCK < n ? (k + 1) * SUM_BLOCK : n;
+        double s = 0.0;
+        for (size_t i = k * SUM_BLOCK; i < i1; i++)
+            s += (double)x[i] * x[i];
+        part[k] = s;
+    }
+    double total = 0.0;
+    for (size_t k = 0; k < nblk; k++)
+        total += part[k];
+    *out += total;
+    if (part != &one)
+        free(part);
+    return 0;
+}
+
+int cpu_adamw(void *ctx, float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+              float b2, float eps, float wd, int t, float grad_scale)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    if (t < 1)
+        return llm_err(LLM_EINVAL, "adamw: step %d must be >= 1", t);
+    if (!(b1 >= 0.0f && b1 < 1.0f && b2 >= 0.0f && b2 < 1.0f))
+        return llm_err(LLM_EINVAL, "adamw: betas (%g, %g) must be in [0, 1)", (double)b1,
+                       (double)b2);
+    /* Bias corrections 1 - b^t, in double once per call. */
+    float bc1 = (float)(1.0 - pow((double)b1, t));
+    float bc2 = (float)(1.0 - pow((double)b2, t));
+    /* gs = g * grad_scale; m = b1 m + (1 - b1) gs; v = b2 v + (1 - b2) gs^2;
+     * p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p)   (decay decoupled:
+     * it is not scaled by the adaptive denominator). */
+#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float gs = g[i] * grad_scale;
+        float mi = b1 * m[i] + (1.0f - b1) * gs;
+        float vi = b2 * v[i] + (1.0f - b2) * gs * gs;
+        m[i] = mi;
+        v[i] = vi;
+        float mhat = mi / bc1, vhat = vi / bc2;
+        p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
+    }
+    return 0;
+}
