@@ -16,5 +16,6 @@ int cmd_fail(const struct llm_cmd_spec *spec, int rc);
 int cmd_config(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 #endif

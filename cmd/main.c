@@ -26,6 +26,7 @@ static const struct command commands[] = {
     {"tokenize", cmd_tokenize, "train a byte-level BPE tokenizer; encode and decode text"},
     {"config", cmd_config, "validate a config and print the effective one (or --docs)"},
     {"ckpt", cmd_ckpt, "inspect or verify a checkpoint file"},
+    {"info", cmd_info, "parameters, FLOPs per token, memory and compute-optimal tokens of a model"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -93,7 +93,7 @@ static const struct llm_config_key keys[] = {
     INT("model.n_kv_heads", model.n_kv_heads, 0, 0, "key/value heads (grouped-query attention, 1 = multi-query); 0 = n_heads"),
     INT("model.d_ff", model.d_ff, 1024, 1, "hidden width of the MLP (of each expert with moe)"),
     ENUM("model.activation", model.activation, LLM_ACTIVATION_GELU, activation_names,
-         "MLP nonlinearity; swiglu adds a gate matrix w3"),
+         "MLP nonlinearity; swiglu gates w1 and adds an up matrix w3"),
     ENUM("model.norm", model.norm, LLM_NORM_LAYERNORM, norm_names, "normalization layer"),
     NUM("model.norm_eps", model.norm_eps, 1e-5, GT0, "epsilon added to the variance in the norms"),
     ENUM("model.norm_position", model.norm_position, LLM_NORM_POSITION_PRE, norm_position_names,
