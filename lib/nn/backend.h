@@ -109,8 +109,9 @@ struct llm_backend_ops {
                                      const float *q, const float *k, const float *v, int B, int T,
                                      int NH, int NKV, int HS);
     /* Rotary embedding of x (B, T, H, HS) in place, HF's rotate_half layout:
-     * pairs (i, i + HS/2), angle (pos0 + t) * theta^(-2i/HS). rot_dims <= HS
-     * rotates only the first rot_dims channels of each head (MLA's decoupled key).
+     * pairs (i, i + rot_dims/2) for i < rot_dims/2, angle
+     * (pos0 + t) * theta^(-2i/rot_dims); channels >= rot_dims untouched (MLA's
+     * decoupled key rotates part of a head). rot_dims is even, in 2..HS.
      * backward: the same rotation by the negative angle, in place on dx. */
     int (*rope_forward)(void *ctx, float *x, int B, int T, int H, int HS, int rot_dims,
                         float theta, int pos0);
