@@ -56,8 +56,10 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test demo clean check-deps
+.PHONY: all deps test demo bench clean check-deps
 .DEFAULT_GOAL := all
 
 ifeq ($(SANITIZE),1)
@@ -87,6 +89,13 @@ $(BUILD)/kernels/%.o: kernels/%.cu | check-deps
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libllm.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libllm.a $(LDLIBS) -lcmocka
+
+# bench/*.c: benchmark programs (run by the bench/*.sh scripts; never by the tests).
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libllm.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libllm.a $(LDLIBS)
+
+bench: all $(BENCH_BIN)
 
 # Installs what is missing; other targets run the quick header check first.
 DEB_PKGS := libzstd-dev libcjson-dev libopenblas-dev libpcre2-dev libutf8proc-dev libcmocka-dev
