@@ -1,74 +1,43 @@
 /* model.c: the transformer's forward and backward passes over the backend
- * ops (nn/backend.h), for every dense variant of the config: learned,
- * sinusoidal or rotary positions; layernorm or rmsnorm, before (pre) or after
- * (post) each sublayer; full, sliding-window or linear attention with MHA,
- * GQA or MQA; qk_norm; relu, gelu, relu2 or swiglu MLPs; biases; tied or
- * untied head; dropout. Shapes: N = B*T rows, C, NH, NKV, HS, F, V. */
-#include "model.h"
-#include "core/err.h"
+ * ops (nn/backend.h), for every variant of the config: learned, sinusoidal
+ * or rotary positions; layernorm or rmsnorm, before (pre) or after (post)
+ * each sublayer; full, sliding-window or linear attention with MHA, GQA, MQA
+ * or multi-head latent attention (MLA); qk_norm; relu, gelu, relu2 or swiglu
+ * MLPs, dense or a mixture of experts (moe.c); biases; tied or untied head;
+ * dropout. Shapes: N = B*T rows, C, NH, NKV, HS, F, V (model_impl.h).
+ *
+ * MLA (attention_kv = mla, DeepSeek-V2 sec. 2.1; layout in params.h), with
+ * K = kv_lora_rank, R = rope dims, D = HS - R, all NH heads (no GQA):
+ *   c_lat (N, K) = x @ wkv_a[0:K]^T          k_r (N, R) = x @ wkv_a[K:K+R]^T
+ *   c_n = rmsnorm(c_lat) * kv_norm            (eps = norm_eps)
+ *   k_nope (N, NH*D) = c_n @ wkv_b[0:NH*D]^T  v (N, NH*HS) = c_n @ wkv_b[NH*D:]^T
+ *   k[n,h,:] = [k_nope[n,h,:] ; k_r[n,:]]     (the one rope key shared by all heads)
+ *   q (N, NH*HS) = x @ wq^T (+ bias): head h = [q_nope (D) ; q_rope (R)]
+ * (a row slice of a [out, in] weight is itself a contiguous matrix, so each
+ * part is one matmul on a sub-block of wkv_a or wkv_b). Then as the standard
+ * path: qk_norm (if set) over the assembled HS-dim q and k heads, then rope
+ * on the last R channels of every q and k head only (with position = rope;
+ * otherwise no rotation), attention with scale 1/sqrt(HS), wo. Rotating the
+ * assembled keys per head rather than k_r once gives the same numbers without
+ * qk_norm (every head carries the same k_r) and keeps qk_norm before rope,
+ * as in the standard path. */
+#include "model_impl.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Calls a backend op, failing cleanly if the backend lacks it. */
-#define OP(m, op, ...)                                                                           \
-    ((m)->be->ops->op ? (m)->be->ops->op((m)->be->ctx, __VA_ARGS__)                              \
-                      : llm_err(LLM_EUNSUPPORTED, "the %s backend has no op " #op,               \
-                                (m)->be->ops->name))
-
-/* Parameter indices of one block (-1 when the variant has no such tensor). */
-struct layer_params {
-    long attn_norm_w, attn_norm_b, wq, bq, wk, bk, wv, bv, wo, bo, q_norm, k_norm;
-    long mlp_norm_w, mlp_norm_b, w1, b1, w3, b3, w2, b2;
-};
-
-/* Activation pointers of one block (into m->act_mem). */
-struct layer_acts {
-    float *res_in;                  /* (N, C) the block's input (borrowed from the one before) */
-    float *n1, *n1_mean, *n1_rstd;  /* (N, C), (N), (N): pre: norm(res_in); post: norm(s1) */
-    float *q_lin, *k_lin;           /* (N, NH*HS), (N, NKV*HS): before qk_norm */
-    float *q_rstd, *k_rstd;         /* (N*NH), (N*NKV) */
-    float *q, *k, *v;               /* (N, NH*HS), (N, NKV*HS) x2: attention inputs */
-    float *att, *lse;               /* (N, NH*HS), (B, NH, T) */
-    float *s1;                      /* (N, C) res_in + attention output */
-    float *n2, *n2_mean, *n2_rstd;  /* pre: norm(s1); post: norm(s2) */
-    float *h, *u, *a;               /* (N, F) x3: w1 out, w3 out (swiglu), activation out */
-    float *s2;                      /* (N, C) mid + MLP output */
-};
-
-struct llm_model_acts {
-    struct layer_params *lp;        /* (L) */
-    struct layer_acts *la;          /* (L) */
-    long tok_emb, pos_emb, final_w, final_b, lm_head;
-    float *emb;                     /* (N, C) embedding output */
-    float *nf, *nf_mean, *nf_rstd;  /* final norm */
-    float *logits;                  /* (N, V), dlogits in backward */
-    float *losses;                  /* (N) */
-    float *scratch;                 /* (N, C) sublayer outputs before the residual add */
-    /* backward scratch */
-    float *g, *dA, *dB, *dC;        /* (N, C) */
-    float *dq, *dk, *dv, *datt;     /* (N, NH*HS), (N, NKV*HS) x2, (N, NH*HS) */
-    float *dql, *dkl;               /* qk_norm: before the norm */
-    float *dh, *du, *da;            /* (N, F) */
-};
-
 /* ---- dims ---- */
-static int HS_(const struct llm_model *m) { return m->cfg.d_model / m->cfg.n_heads; }
-static int NKV_(const struct llm_model *m) { return llm_config_kv_heads(&m->cfg); }
 static int pre_norm(const struct llm_model *m) { return m->cfg.norm_position == LLM_NORM_POSITION_PRE; }
 static int has_layernorm(const struct llm_model *m) { return m->cfg.norm == LLM_NORM_LAYERNORM; }
-
-static long find(const struct llm_model *m, const char *fmt, int layer)
+/* MLA's rope dims R per head (0 without MLA); D = HS - R is where they start. */
+static int mla_R(const struct llm_model *m)
 {
-    char name[96];
-    snprintf(name, sizeof(name), fmt, layer);
-    return llm_param_find(&m->layout, name);
+    return is_mla(m) ? llm_param_mla_rope_dim(&m->cfg) : 0;
 }
-
-static float *P(const struct llm_model *m, long i) { return i < 0 ? NULL : m->params + m->layout.p[i].offset; }
-static float *G(const struct llm_model *m, long i) { return i < 0 ? NULL : m->grads + m->layout.p[i].offset; }
 
 /* ---- init ---- */
 static int init_params(struct llm_model *m, uint64_t seed)
@@ -122,16 +91,86 @@ static int init_pos_table(struct llm_model *m)
     return rc;
 }
 
+/* Block tensors by their name after "layers.<i>.", into struct layer_params. */
+static const struct {
+    const char *suffix;
+    size_t off;
+} block_tensors[] = {
+#define F_(name, field) {name, offsetof(struct layer_params, field)}
+    F_("attn_norm.weight", attn_norm_w), F_("attn_norm.bias", attn_norm_b),
+    F_("attn.wq.weight", wq),            F_("attn.wq.bias", bq),
+    F_("attn.wk.weight", wk),            F_("attn.wk.bias", bk),
+    F_("attn.wv.weight", wv),            F_("attn.wv.bias", bv),
+    F_("attn.wo.weight", wo),            F_("attn.wo.bias", bo),
+    F_("attn.q_norm.weight", q_norm),    F_("attn.k_norm.weight", k_norm),
+    F_("attn.wkv_a.weight", wkv_a),      F_("attn.kv_norm.weight", kv_norm),
+    F_("attn.wkv_b.weight", wkv_b),
+    F_("mlp_norm.weight", mlp_norm_w),   F_("mlp_norm.bias", mlp_norm_b),
+    F_("mlp.w1.weight", w1),             F_("mlp.w1.bias", b1),
+    F_("mlp.w3.weight", w3),             F_("mlp.w3.bias", b3),
+    F_("mlp.w2.weight", w2),             F_("mlp.w2.bias", b2),
+    F_("moe.router.weight", router),
+#undef F_
+};
+
+/* Fills A->lp from one pass over the layout (a lookup by name per tensor
+ * would cost O(tensors^2): ~77k tensors in a large MoE). Tensors the model
+ * does not know are a bug in params.c. */
+static int index_params(struct llm_model *m)
+{
+    const struct llm_model_config *c = &m->cfg;
+    struct llm_model_acts *A = m->acts;
+    int E = is_moe(m) ? c->n_experts : 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        struct layer_params *p = &A->lp[l];
+        for (size_t f = 0; f < sizeof(block_tensors) / sizeof(block_tensors[0]); f++)
+            *(long *)((char *)p + block_tensors[f].off) = -1;
+        p->expert = E ? A->expert_idx + (size_t)l * E * 3 : NULL;
+        for (int i = 0; i < 3 * E; i++)
+            p->expert[i] = -1;
+    }
+    A->tok_emb = A->pos_emb = A->final_w = A->final_b = A->lm_head = -1;
+    for (size_t i = 0; i < m->layout.n; i++) {
+        const struct llm_param_spec *s = &m->layout.p[i];
+        long *slot = NULL;
+        if (s->layer < 0) {
+            slot = !strcmp(s->name, "tok_emb.weight")      ? &A->tok_emb
+                   : !strcmp(s->name, "pos_emb.weight")    ? &A->pos_emb
+                   : !strcmp(s->name, "final_norm.weight") ? &A->final_w
+                   : !strcmp(s->name, "final_norm.bias")   ? &A->final_b
+                   : !strcmp(s->name, "lm_head.weight")    ? &A->lm_head
+                                                           : NULL;
+        } else if (s->layer < c->n_layers) {
+            struct layer_params *p = &A->lp[s->layer];
+            const char *suffix = strchr(s->name + strlen("layers."), '.');
+            suffix = suffix ? suffix + 1 : "";
+            if (s->expert >= 0 && s->expert < E) { /* moe.experts.<e>.w1.weight */
+                static const char *const part[3] = {".w1.weight", ".w3.weight", ".w2.weight"};
+                size_t len = strlen(s->name);
+                for (int k = 0; k < 3; k++)
+                    if (len > strlen(part[k]) && !strcmp(s->name + len - strlen(part[k]), part[k]))
+                        slot = &p->expert[s->expert * 3 + k];
+            } else {
+                for (size_t f = 0; f < sizeof(block_tensors) / sizeof(block_tensors[0]); f++)
+                    if (!strcmp(suffix, block_tensors[f].suffix))
+                        slot = (long *)((char *)p + block_tensors[f].off);
+            }
+        }
+        if (!slot)
+            return llm_err(LLM_EINVAL, "model: parameter '%s' has no place in the model", s->name);
+        *slot = (long)i;
+    }
+    if (m->cfg.tie_embeddings)
+        A->lm_head = A->tok_emb;
+    return 0;
+}
+
 int llm_model_init(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be,
                    uint64_t seed)
 {
     memset(m, 0, sizeof(*m));
     m->cfg = *cfg;
     m->be = be;
-    if (cfg->mlp == LLM_MLP_MOE)
-        return llm_err(LLM_EUNSUPPORTED, "model.mlp: moe is not implemented yet in the model");
-    if (cfg->attention_kv == LLM_ATTENTION_KV_MLA)
-        return llm_err(LLM_EUNSUPPORTED, "model.attention_kv: mla is not implemented yet in the model");
     int rc = llm_param_layout_init(&m->layout, cfg);
     if (rc)
         return rc;
@@ -143,39 +182,14 @@ int llm_model_init(struct llm_model *m, const struct llm_model_config *cfg, stru
     struct llm_model_acts *A = m->acts;
     A->lp = llm_calloc((size_t)cfg->n_layers, sizeof(*A->lp), "the model");
     A->la = llm_calloc((size_t)cfg->n_layers, sizeof(*A->la), "the model");
-    if (!A->lp || !A->la) {
+    if (is_moe(m))
+        A->expert_idx = llm_calloc((size_t)cfg->n_layers * cfg->n_experts * 3, sizeof(long), "the model");
+    if (!A->lp || !A->la || (is_moe(m) && !A->expert_idx)) {
         llm_model_release(m);
         return LLM_ENOMEM;
     }
-    for (int l = 0; l < cfg->n_layers; l++) {
-        struct layer_params *p = &A->lp[l];
-        p->attn_norm_w = find(m, "layers.%d.attn_norm.weight", l);
-        p->attn_norm_b = find(m, "layers.%d.attn_norm.bias", l);
-        p->wq = find(m, "layers.%d.attn.wq.weight", l);
-        p->bq = find(m, "layers.%d.attn.wq.bias", l);
-        p->wk = find(m, "layers.%d.attn.wk.weight", l);
-        p->bk = find(m, "layers.%d.attn.wk.bias", l);
-        p->wv = find(m, "layers.%d.attn.wv.weight", l);
-        p->bv = find(m, "layers.%d.attn.wv.bias", l);
-        p->wo = find(m, "layers.%d.attn.wo.weight", l);
-        p->bo = find(m, "layers.%d.attn.wo.bias", l);
-        p->q_norm = find(m, "layers.%d.attn.q_norm.weight", l);
-        p->k_norm = find(m, "layers.%d.attn.k_norm.weight", l);
-        p->mlp_norm_w = find(m, "layers.%d.mlp_norm.weight", l);
-        p->mlp_norm_b = find(m, "layers.%d.mlp_norm.bias", l);
-        p->w1 = find(m, "layers.%d.mlp.w1.weight", l);
-        p->b1 = find(m, "layers.%d.mlp.w1.bias", l);
-        p->w3 = find(m, "layers.%d.mlp.w3.weight", l);
-        p->b3 = find(m, "layers.%d.mlp.w3.bias", l);
-        p->w2 = find(m, "layers.%d.mlp.w2.weight", l);
-        p->b2 = find(m, "layers.%d.mlp.w2.bias", l);
-    }
-    A->tok_emb = llm_param_find(&m->layout, "tok_emb.weight");
-    A->pos_emb = llm_param_find(&m->layout, "pos_emb.weight");
-    A->final_w = llm_param_find(&m->layout, "final_norm.weight");
-    A->final_b = llm_param_find(&m->layout, "final_norm.bias");
-    A->lm_head = cfg->tie_embeddings ? A->tok_emb : llm_param_find(&m->layout, "lm_head.weight");
-    if ((rc = be->ops->alloc(be->ctx, (void **)&m->params, m->layout.total * sizeof(float))) ||
+    if ((rc = index_params(m)) ||
+        (rc = be->ops->alloc(be->ctx, (void **)&m->params, m->layout.total * sizeof(float))) ||
         (rc = init_params(m, seed)) ||
         (cfg->position == LLM_POSITION_SINUSOIDAL && (rc = init_pos_table(m)))) {
         llm_model_release(m);
@@ -203,8 +217,9 @@ void llm_model_release(struct llm_model *m)
         if (m->targets)
             fr(ctx, m->targets);
     }
+    moe_release(m);
     if (m->acts)
-        free(m->acts->lp), free(m->acts->la);
+        free(m->acts->lp), free(m->acts->la), free(m->acts->expert_idx);
     free(m->acts);
     free(m->host_targets), free(m->host_losses);
     llm_param_layout_release(&m->layout);
@@ -231,12 +246,16 @@ static size_t layout_acts(struct llm_model *m, float *base, int B, int T)
     struct llm_model_acts *A = m->acts;
     size_t N = (size_t)B * T, C = (size_t)c->d_model, F = (size_t)c->d_ff, V = (size_t)c->vocab_size;
     size_t NH = (size_t)c->n_heads, NKV = (size_t)NKV_(m), HS = (size_t)HS_(m);
-    int swiglu = c->activation == LLM_ACTIVATION_SWIGLU, ln = has_layernorm(m);
+    size_t K = (size_t)c->kv_lora_rank, R = (size_t)mla_R(m), D = HS - R;
+    size_t E = (size_t)c->n_experts, M = N * (size_t)c->top_k;
+    size_t MR = is_moe(m) ? M : N; /* rows of the MLP's hidden layer */
+    int swiglu = is_swiglu(m), ln = has_layernorm(m), mla = is_mla(m), moe = is_moe(m);
     struct carver cv = {base, 0};
     A->emb = carve(&cv, N * C);
     float *prev = A->emb;
     for (int l = 0; l < c->n_layers; l++) {
         struct layer_acts *a = &A->la[l];
+        memset(a, 0, sizeof(*a));
         a->res_in = prev;
         a->n1 = carve(&cv, N * C);
         a->n1_mean = ln ? carve(&cv, N) : NULL;
@@ -248,15 +267,26 @@ static size_t layout_acts(struct llm_model *m, float *base, int B, int T)
         a->q = carve(&cv, N * NH * HS);
         a->k = carve(&cv, N * NKV * HS);
         a->v = carve(&cv, N * NKV * HS);
+        if (mla) {
+            a->c_lat = carve(&cv, N * K);
+            a->c_rstd = carve(&cv, N);
+            a->c_n = carve(&cv, N * K);
+        }
         a->att = carve(&cv, N * NH * HS);
         a->lse = carve(&cv, (size_t)B * NH * T);
         a->s1 = carve(&cv, N * C);
         a->n2 = carve(&cv, N * C);
         a->n2_mean = ln ? carve(&cv, N) : NULL;
         a->n2_rstd = carve(&cv, N);
-        a->h = carve(&cv, N * F);
-        a->u = swiglu ? carve(&cv, N * F) : NULL;
-        a->a = carve(&cv, N * F);
+        a->h = carve(&cv, MR * F);
+        a->u = swiglu ? carve(&cv, MR * F) : NULL;
+        a->a = carve(&cv, MR * F);
+        if (moe) {
+            a->probs = carve(&cv, N * E);
+            a->xe = carve(&cv, M * C);
+            a->gate = carve(&cv, M);
+            a->y = carve(&cv, M * C);
+        }
         a->s2 = carve(&cv, N * C);
         prev = pre_norm(m) ? a->s2 : a->n2;
     }
@@ -266,6 +296,8 @@ static size_t layout_acts(struct llm_model *m, float *base, int B, int T)
     A->logits = carve(&cv, N * V);
     A->losses = carve(&cv, N);
     A->scratch = carve(&cv, N * C);
+    A->kn = mla ? carve(&cv, N * NH * D) : NULL;
+    A->kr = mla ? carve(&cv, N * R) : NULL;
     A->g = carve(&cv, N * C);
     A->dA = carve(&cv, N * C);
     A->dB = carve(&cv, N * C);
@@ -276,9 +308,15 @@ static size_t layout_acts(struct llm_model *m, float *base, int B, int T)
     A->datt = carve(&cv, N * NH * HS);
     A->dql = c->qk_norm ? carve(&cv, N * NH * HS) : NULL;
     A->dkl = c->qk_norm ? carve(&cv, N * NKV * HS) : NULL;
-    A->dh = carve(&cv, N * F);
-    A->du = swiglu ? carve(&cv, N * F) : NULL;
-    A->da = carve(&cv, N * F);
+    A->dc = mla ? carve(&cv, N * K) : NULL;
+    A->dc2 = mla ? carve(&cv, N * K) : NULL;
+    A->dh = carve(&cv, MR * F);
+    A->du = swiglu ? carve(&cv, MR * F) : NULL;
+    A->da = carve(&cv, MR * F);
+    A->dy = moe ? carve(&cv, M * C) : NULL;
+    A->dy2 = moe && swiglu ? carve(&cv, M * C) : NULL;
+    A->dgate = moe ? carve(&cv, M) : NULL;
+    A->dp = moe ? carve(&cv, N * E) : NULL;
     return cv.used;
 }
 
@@ -290,18 +328,24 @@ static int ensure_acts(struct llm_model *m, int B, int T)
         return 0;
     }
     void *ctx = m->be->ctx;
+    m->B_cap = m->T_cap = 0; /* until every buffer below is in place */
     if (m->act_mem)
         m->be->ops->free(ctx, m->act_mem), m->act_mem = NULL;
     if (m->tokens)
         m->be->ops->free(ctx, m->tokens), m->tokens = NULL;
     if (m->targets)
         m->be->ops->free(ctx, m->targets), m->targets = NULL;
-    size_t n = layout_acts(m, NULL, B, T);
     size_t N = (size_t)B * T;
+    /* MoE: row indices token * E + expert (and M = N * top_k <= N * E) are ints */
+    if (is_moe(m) && N * (size_t)m->cfg.n_experts > (size_t)INT_MAX / 2)
+        return llm_err(LLM_EINVAL, "model: %zu tokens x %d experts are too many to route in one batch",
+                       N, m->cfg.n_experts);
+    size_t n = layout_acts(m, NULL, B, T);
     int rc;
     if ((rc = m->be->ops->alloc(ctx, (void **)&m->act_mem, n * sizeof(float))) ||
         (rc = m->be->ops->alloc(ctx, (void **)&m->tokens, N * sizeof(int32_t))) ||
-        (rc = m->be->ops->alloc(ctx, (void **)&m->targets, N * sizeof(int32_t))))
+        (rc = m->be->ops->alloc(ctx, (void **)&m->targets, N * sizeof(int32_t))) ||
+        (is_moe(m) && (rc = moe_ensure(m, (int)N))))
         return rc;
     free(m->host_targets), free(m->host_losses);
     m->host_targets = llm_malloc(N * sizeof(int32_t), "targets");
@@ -342,6 +386,93 @@ static uint64_t site_seed(const struct llm_model *m, int site)
 
 static int dropout_on(const struct llm_model *m) { return m->training && m->cfg.dropout > 0; }
 
+/* MLA's keys and values (see the top of the file): in (N, C) -> k (N, NH, HS)
+ * assembled before qk_norm and rope, v (N, NH*HS); keeps c_lat, c_rstd, c_n. */
+static int mla_kv_forward(struct llm_model *m, int l, const float *in, float *k, float *v)
+{
+    const struct llm_model_config *c = &m->cfg;
+    struct llm_model_acts *A = m->acts;
+    struct layer_params *p = &A->lp[l];
+    struct layer_acts *a = &A->la[l];
+    int N = m->B * m->T, C = c->d_model, NH = c->n_heads, HS = HS_(m);
+    int K = c->kv_lora_rank, R = mla_R(m), D = HS - R;
+    const float *wa = P(m, p->wkv_a), *wb = P(m, p->wkv_b);
+    int rc;
+    if ((rc = OP(m, matmul_forward, a->c_lat, in, wa, NULL, N, C, K)) ||
+        (rc = OP(m, matmul_forward, A->kr, in, wa + (size_t)K * C, NULL, N, C, R)) ||
+        (rc = OP(m, rmsnorm_forward, a->c_n, a->c_rstd, a->c_lat, P(m, p->kv_norm), N, K,
+                 (float)c->norm_eps)) ||
+        (rc = OP(m, matmul_forward, A->kn, a->c_n, wb, NULL, N, K, NH * D)) ||
+        (rc = OP(m, matmul_forward, v, a->c_n, wb + (size_t)NH * D * K, NULL, N, K, NH * HS)))
+        return rc;
+    /* k viewed as (N*NH, HS) rows: [0, D) from k_nope viewed as (N*NH, D) */
+    if ((rc = OP(m, copy_cols, k, HS, A->kn, D, N * NH, D, 0)))
+        return rc;
+    for (int h = 0; h < NH; h++) /* [D, HS) of head h: the shared k_r */
+        if ((rc = OP(m, copy_cols, k + (size_t)h * HS + D, NH * HS, A->kr, R, N, R, 0)))
+            return rc;
+    return 0;
+}
+
+/* Its backward: dk (N, NH, HS) and dv (N, NH*HS) are the gradients of the
+ * assembled keys and of the values; ADDS the input gradient to dx (N, C).
+ * Uses kn, kr (as gradients), dc, dc2, dB. */
+static int mla_kv_backward(struct llm_model *m, int l, float *dx, const float *dk, const float *dv,
+                           const float *in)
+{
+    const struct llm_model_config *c = &m->cfg;
+    struct llm_model_acts *A = m->acts;
+    struct layer_params *p = &A->lp[l];
+    struct layer_acts *a = &A->la[l];
+    int N = m->B * m->T, C = c->d_model, NH = c->n_heads, HS = HS_(m);
+    int K = c->kv_lora_rank, R = mla_R(m), D = HS - R;
+    const float *wa = P(m, p->wkv_a), *wb = P(m, p->wkv_b);
+    float *dwa = G(m, p->wkv_a), *dwb = G(m, p->wkv_b);
+    size_t nc = (size_t)N * C;
+    int rc;
+    /* dk_nope = dk[:, :, 0:D]; dk_r = sum over heads of dk[:, h, D:HS], heads in order */
+    if ((rc = OP(m, copy_cols, A->kn, D, dk, HS, N * NH, D, 0)))
+        return rc;
+    for (int h = 0; h < NH; h++)
+        if ((rc = OP(m, copy_cols, A->kr, R, dk + (size_t)h * HS + D, NH * HS, N, R, h > 0)))
+            return rc;
+    /* dc_n = dk_nope @ wkv_b[0:NH*D] + dv @ wkv_b[NH*D:] (and their weight gradients) */
+    if ((rc = OP(m, matmul_backward, A->dc, dwb, NULL, A->kn, a->c_n, wb, N, K, NH * D)) ||
+        (rc = OP(m, matmul_backward, A->dc2, dwb + (size_t)NH * D * K, NULL, dv, a->c_n,
+                 wb + (size_t)NH * D * K, N, K, NH * HS)) ||
+        (rc = OP(m, add, A->dc, A->dc, A->dc2, (size_t)N * K)) ||
+        (rc = OP(m, rmsnorm_backward, A->dc2, G(m, p->kv_norm), A->dc, a->c_lat, P(m, p->kv_norm),
+                 a->c_rstd, N, K)))
+        return rc;
+    /* dx += dc_lat @ wkv_a[0:K] + dk_r @ wkv_a[K:K+R] */
+    if ((rc = OP(m, matmul_backward, A->dB, dwa, NULL, A->dc2, in, wa, N, C, K)) ||
+        (rc = OP(m, add, dx, dx, A->dB, nc)) ||
+        (rc = OP(m, matmul_backward, A->dB, dwa + (size_t)K * C, NULL, A->kr, in, wa + (size_t)K * C,
+                 N, C, R)))
+        return rc;
+    return OP(m, add, dx, dx, A->dB, nc);
+}
+
+/* Rope on q (N, NH, HS) and k (N, NKV, HS) in place (backward: their
+ * gradients, sign -1): whole heads, or MLA's last R channels of each head. */
+static int rope_qk(struct llm_model *m, float *q, float *k, int backward)
+{
+    const struct llm_model_config *c = &m->cfg;
+    if (c->position != LLM_POSITION_ROPE)
+        return 0;
+    int HS = HS_(m), rot = is_mla(m) ? mla_R(m) : HS, off = HS - rot;
+    float theta = (float)c->rope_theta;
+    int rc;
+    if (backward) {
+        if ((rc = OP(m, rope_backward, q + off, m->B, m->T, c->n_heads, HS, rot, theta, 0)))
+            return rc;
+        return OP(m, rope_backward, k + off, m->B, m->T, NKV_(m), HS, rot, theta, 0);
+    }
+    if ((rc = OP(m, rope_forward, q + off, m->B, m->T, c->n_heads, HS, rot, theta, 0)))
+        return rc;
+    return OP(m, rope_forward, k + off, m->B, m->T, NKV_(m), HS, rot, theta, 0);
+}
+
 /* Attention sublayer: in (N, C) -> scratch (N, C), keeping q, k, v, att, lse. */
 static int attention_forward(struct llm_model *m, int l, const float *in)
 {
@@ -352,17 +483,19 @@ static int attention_forward(struct llm_model *m, int l, const float *in)
     float eps = (float)c->norm_eps;
     int rc;
     float *q = c->qk_norm ? a->q_lin : a->q, *k = c->qk_norm ? a->k_lin : a->k;
-    if ((rc = OP(m, matmul_forward, q, in, P(m, p->wq), P(m, p->bq), N, C, NH * HS)) ||
-        (rc = OP(m, matmul_forward, k, in, P(m, p->wk), P(m, p->bk), N, C, NKV * HS)) ||
-        (rc = OP(m, matmul_forward, a->v, in, P(m, p->wv), P(m, p->bv), N, C, NKV * HS)))
+    if ((rc = OP(m, matmul_forward, q, in, P(m, p->wq), P(m, p->bq), N, C, NH * HS)))
+        return rc;
+    if (is_mla(m))
+        rc = mla_kv_forward(m, l, in, k, a->v);
+    else if (!(rc = OP(m, matmul_forward, k, in, P(m, p->wk), P(m, p->bk), N, C, NKV * HS)))
+        rc = OP(m, matmul_forward, a->v, in, P(m, p->wv), P(m, p->bv), N, C, NKV * HS);
+    if (rc)
         return rc;
     if (c->qk_norm && /* rmsnorm over each head's HS channels */
         ((rc = OP(m, rmsnorm_forward, a->q, a->q_rstd, a->q_lin, P(m, p->q_norm), N * NH, HS, eps)) ||
          (rc = OP(m, rmsnorm_forward, a->k, a->k_rstd, a->k_lin, P(m, p->k_norm), N * NKV, HS, eps))))
         return rc;
-    if (c->position == LLM_POSITION_ROPE &&
-        ((rc = OP(m, rope_forward, a->q, B, T, NH, HS, HS, (float)c->rope_theta, 0)) ||
-         (rc = OP(m, rope_forward, a->k, B, T, NKV, HS, HS, (float)c->rope_theta, 0))))
+    if ((rc = rope_qk(m, a->q, a->k, 0)))
         return rc;
     if (c->attention == LLM_ATTENTION_LINEAR)
         rc = OP(m, linear_attention_forward, a->att, a->q, a->k, a->v, B, T, NH, NKV, HS);
@@ -378,7 +511,8 @@ static int attention_forward(struct llm_model *m, int l, const float *in)
     return rc;
 }
 
-/* MLP sublayer: in (N, C) -> scratch (N, C), keeping h, u, a. */
+/* MLP sublayer, dense or mixture of experts (moe.c): in (N, C) -> scratch
+ * (N, C), keeping h, u, a (and the MoE's routing and rows). */
 static int mlp_forward(struct llm_model *m, int l, const float *in)
 {
     const struct llm_model_config *c = &m->cfg;
@@ -386,22 +520,23 @@ static int mlp_forward(struct llm_model *m, int l, const float *in)
     struct layer_acts *a = &m->acts->la[l];
     int N = m->B * m->T, C = c->d_model, F = c->d_ff;
     size_t nf = (size_t)N * F;
-    int rc = OP(m, matmul_forward, a->h, in, P(m, p->w1), P(m, p->b1), N, C, F);
-    if (rc)
-        return rc;
-    if (c->activation == LLM_ACTIVATION_SWIGLU) {
-        if ((rc = OP(m, matmul_forward, a->u, in, P(m, p->w3), P(m, p->b3), N, C, F)) ||
-            (rc = OP(m, swiglu_forward, a->a, a->h, a->u, nf)))
+    int rc;
+    if (is_moe(m)) {
+        if ((rc = moe_forward(m, l, in)))
             return rc;
     } else {
-        int kind = c->activation == LLM_ACTIVATION_RELU    ? LLM_ACT_RELU
-                   : c->activation == LLM_ACTIVATION_RELU2 ? LLM_ACT_RELU2
-                                                           : LLM_ACT_GELU;
-        if ((rc = OP(m, activation_forward, kind, a->a, a->h, nf)))
+        if ((rc = OP(m, matmul_forward, a->h, in, P(m, p->w1), P(m, p->b1), N, C, F)))
+            return rc;
+        if (is_swiglu(m)) {
+            if ((rc = OP(m, matmul_forward, a->u, in, P(m, p->w3), P(m, p->b3), N, C, F)) ||
+                (rc = OP(m, swiglu_forward, a->a, a->h, a->u, nf)))
+                return rc;
+        } else if ((rc = OP(m, activation_forward, act_kind(m), a->a, a->h, nf))) {
+            return rc;
+        }
+        if ((rc = OP(m, matmul_forward, m->acts->scratch, a->a, P(m, p->w2), P(m, p->b2), N, F, C)))
             return rc;
     }
-    if ((rc = OP(m, matmul_forward, m->acts->scratch, a->a, P(m, p->w2), P(m, p->b2), N, F, C)))
-        return rc;
     if (dropout_on(m))
         rc = OP(m, dropout_forward, m->acts->scratch, m->acts->scratch, (size_t)N * C,
                 (float)c->dropout, site_seed(m, 2 + 2 * l));
@@ -463,6 +598,15 @@ int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t 
     if ((rc = norm_forward(m, A->nf, A->nf_mean, A->nf_rstd, last, A->final_w, A->final_b, N)) ||
         (rc = OP(m, matmul_forward, A->logits, A->nf, P(m, A->lm_head), NULL, N, C, V)))
         return rc;
+    /* MoE: the load-balancing losses of the layers, in layer order (host doubles) */
+    m->aux_loss = 0.0f;
+    if (is_moe(m)) {
+        double aux = 0.0;
+        for (int l = 0; l < c->n_layers; l++)
+            aux += A->route[l].aux;
+        m->aux_loss = (float)(c->aux_loss_coef * aux);
+    }
+    double aux_loss = m->aux_loss;
     m->n_valid = 0;
     if (!targets)
         return 0;
@@ -482,7 +626,7 @@ int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t 
     for (int i = 0; i < N; i++)
         sum += m->host_losses[i];
     if (loss)
-        *loss = m->n_valid ? (float)(sum / m->n_valid) : 0.0f;
+        *loss = (float)((m->n_valid ? sum / m->n_valid : 0.0) + aux_loss);
     return 0;
 }
 
@@ -501,7 +645,8 @@ int llm_model_zero_grad(struct llm_model *m)
 /* ---- backward ---- */
 
 /* MLP sublayer backward: dout (N, C) is the gradient of its output (after
- * dropout); writes the gradient of its input into dx (N, C). Uses dB, dh, du, da. */
+ * dropout); writes the gradient of its input into dx (N, C). Uses dB, dh, du,
+ * da (and the MoE's backward scratch). */
 static int mlp_backward(struct llm_model *m, int l, float *dx, const float *dout, const float *in)
 {
     const struct llm_model_config *c = &m->cfg;
@@ -517,9 +662,11 @@ static int mlp_backward(struct llm_model *m, int l, float *dx, const float *dout
             return rc;
         dout = A->dB;
     }
+    if (is_moe(m))
+        return moe_backward(m, l, dx, dout, in);
     if ((rc = OP(m, matmul_backward, A->da, G(m, p->w2), G(m, p->b2), dout, a->a, P(m, p->w2), N, F, C)))
         return rc;
-    if (c->activation == LLM_ACTIVATION_SWIGLU) {
+    if (is_swiglu(m)) {
         /* out = silu(h) * u: two input matmuls, their input gradients summed */
         if ((rc = OP(m, swiglu_backward, A->dh, A->du, A->da, a->h, a->u, nf)) ||
             (rc = OP(m, matmul_backward, dx, G(m, p->w1), G(m, p->b1), A->dh, in, P(m, p->w1), N, C, F)) ||
@@ -527,15 +674,13 @@ static int mlp_backward(struct llm_model *m, int l, float *dx, const float *dout
             return rc;
         return OP(m, add, dx, dx, A->dB, (size_t)N * C);
     }
-    int kind = c->activation == LLM_ACTIVATION_RELU    ? LLM_ACT_RELU
-               : c->activation == LLM_ACTIVATION_RELU2 ? LLM_ACT_RELU2
-                                                       : LLM_ACT_GELU;
-    if ((rc = OP(m, activation_backward, kind, A->dh, A->da, a->h, nf)))
+    if ((rc = OP(m, activation_backward, act_kind(m), A->dh, A->da, a->h, nf)))
         return rc;
     return OP(m, matmul_backward, dx, G(m, p->w1), G(m, p->b1), A->dh, in, P(m, p->w1), N, C, F);
 }
 
-/* Attention sublayer backward, like mlp_backward; uses dB, dq, dk, dv, datt, dql, dkl. */
+/* Attention sublayer backward, like mlp_backward; uses dB, dq, dk, dv, datt,
+ * dql, dkl (and MLA's kn, kr, dc, dc2). */
 static int attention_backward(struct llm_model *m, int l, float *dx, const float *dout, const float *in)
 {
     const struct llm_model_config *c = &m->cfg;
@@ -560,11 +705,7 @@ static int attention_backward(struct llm_model *m, int l, float *dx, const float
         rc = OP(m, attention_backward, A->dq, A->dk, A->dv, A->datt, a->q, a->k, a->v, a->att, a->lse,
                 B, T, NH, NKV, HS, c->attention == LLM_ATTENTION_SLIDING ? c->window : 0,
                 1.0f / sqrtf((float)HS));
-    if (rc)
-        return rc;
-    if (c->position == LLM_POSITION_ROPE &&
-        ((rc = OP(m, rope_backward, A->dq, B, T, NH, HS, HS, (float)c->rope_theta, 0)) ||
-         (rc = OP(m, rope_backward, A->dk, B, T, NKV, HS, HS, (float)c->rope_theta, 0))))
+    if (rc || (rc = rope_qk(m, A->dq, A->dk, 1)))
         return rc;
     float *dq = A->dq, *dk = A->dk;
     if (c->qk_norm) {
@@ -576,8 +717,11 @@ static int attention_backward(struct llm_model *m, int l, float *dx, const float
         dq = A->dql, dk = A->dkl;
     }
     size_t nc = (size_t)N * C;
-    if ((rc = OP(m, matmul_backward, dx, G(m, p->wq), G(m, p->bq), dq, in, P(m, p->wq), N, C, NH * HS)) ||
-        (rc = OP(m, matmul_backward, A->dB, G(m, p->wk), G(m, p->bk), dk, in, P(m, p->wk), N, C, NKV * HS)) ||
+    if ((rc = OP(m, matmul_backward, dx, G(m, p->wq), G(m, p->bq), dq, in, P(m, p->wq), N, C, NH * HS)))
+        return rc;
+    if (is_mla(m))
+        return mla_kv_backward(m, l, dx, dk, A->dv, in);
+    if ((rc = OP(m, matmul_backward, A->dB, G(m, p->wk), G(m, p->bk), dk, in, P(m, p->wk), N, C, NKV * HS)) ||
         (rc = OP(m, add, dx, dx, A->dB, nc)) ||
         (rc = OP(m, matmul_backward, A->dB, G(m, p->wv), G(m, p->bv), A->dv, in, P(m, p->wv), N, C, NKV * HS)))
         return rc;

@@ -6,8 +6,10 @@
  * params.h, and (lazily) one gradient buffer of the same layout and the
  * activations of the largest batch seen. Everything lives in backend memory.
  *
- * Variants: every key of the model section except mlp = moe and
- * attention_kv = mla, which are refused (LLM_EUNSUPPORTED) until they land. */
+ * Variants: every key of the model section, mixture-of-experts MLPs (mlp =
+ * moe: top-k softmax router, Switch load-balancing loss; lib/model/moe.c) and
+ * multi-head latent attention (attention_kv = mla) included; docs/model.md
+ * has the math. */
 #ifndef LLM_MODEL_MODEL_H
 #define LLM_MODEL_MODEL_H
 
@@ -38,6 +40,8 @@ struct llm_model {
     /* the last forward */
     int B, T;
     int n_valid;                   /* targets >= 0 */
+    float aux_loss;                /* moe: aux_loss_coef * sum over layers of the load-balancing
+                                      loss, included in the forward's loss; 0 for dense MLPs */
     int training;                  /* dropout on, and the backward pass possible */
     uint64_t dropout_seed;         /* of the last forward: backward regenerates masks */
     struct llm_rng rng;            /* dropout seeds */
@@ -51,8 +55,11 @@ int llm_model_init(struct llm_model *m, const struct llm_model_config *cfg, stru
 void llm_model_release(struct llm_model *m);
 
 /* Forward pass over tokens (B, T) (host memory), T <= context_length. With
- * targets (B, T) (host; < 0 = ignore) it computes the mean cross-entropy
- * into *loss. training turns dropout on and keeps what backward needs. */
+ * targets (B, T) (host; < 0 = ignore) it computes into *loss the mean
+ * cross-entropy plus m->aux_loss (MoE; 0 otherwise): the objective that
+ * backward differentiates. Perplexity is exp(*loss - m->aux_loss). training
+ * turns dropout on and keeps what backward needs. A MoE model downloads each
+ * layer's router probabilities to route on the host (N * n_experts floats). */
 int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t *targets, int B,
                       int T, int training, float *loss);
 /* Backward pass of the last training forward: gradients of the mean loss are
@@ -62,6 +69,12 @@ int llm_model_zero_grad(struct llm_model *m);
 
 /* The logits (B*T, V) of the last forward (device memory, borrowed). */
 const float *llm_model_logits(const struct llm_model *m);
+
+/* MoE: the experts layer `layer` sent each token to in the last forward,
+ * (B*T, top_k) in decreasing router probability (host memory, borrowed,
+ * overwritten by the next forward); NULL for a dense model, a layer out of
+ * range or before any forward. */
+const int32_t *llm_model_routing(const struct llm_model *m, int layer);
 
 /* A parameter's device pointer by its index in m->layout (grads: NULL if none yet). */
 static inline float *llm_model_param(const struct llm_model *m, long i)

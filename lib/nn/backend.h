@@ -33,7 +33,8 @@ struct llm_backend_ops {
     /* ---- memory ---- */
     int (*alloc)(void *ctx, void **p, size_t bytes);         /* zero-filled */
     void (*free)(void *ctx, void *p);
-    int (*upload)(void *ctx, void *dst, const void *src, size_t bytes);   /* host -> device */
+    /* host -> device; returns once src may be reused (the device may still be copying) */
+    int (*upload)(void *ctx, void *dst, const void *src, size_t bytes);
     int (*download)(void *ctx, void *dst, const void *src, size_t bytes); /* device -> host */
     int (*copy)(void *ctx, void *dst, const void *src, size_t bytes);     /* device -> device */
     int (*zero)(void *ctx, void *dst, size_t bytes);
@@ -112,11 +113,45 @@ struct llm_backend_ops {
      * pairs (i, i + rot_dims/2) for i < rot_dims/2, angle
      * (pos0 + t) * theta^(-2i/rot_dims); channels >= rot_dims untouched (MLA's
      * decoupled key rotates part of a head). rot_dims is even, in 2..HS.
+     * Only channels < rot_dims of each head are read or written, so x may
+     * point into the head: MLA rotates each head's last R channels with
+     * x + HS - R and rot_dims = R (the last head then ends at the buffer's end).
      * backward: the same rotation by the negative angle, in place on dx. */
     int (*rope_forward)(void *ctx, float *x, int B, int T, int H, int HS, int rot_dims,
                         float theta, int pos0);
     int (*rope_backward)(void *ctx, float *dx, int B, int T, int H, int HS, int rot_dims,
                          float theta, int pos0);
+
+    /* ---- rows: softmax, gather and scatter by index, column blocks ----
+     * (The mixture-of-experts router and dispatch, and MLA's key assembly.)
+     * Row softmax of x (N, C): out[n,j] = exp(x[n,j] - max_i x[n,i]) / sum_i exp(x[n,i] - max).
+     * out may alias x. */
+    int (*softmax_forward)(void *ctx, float *out, const float *x, int N, int C);
+    /* dx[n,j] = out[n,j] * (dout[n,j] - sum_i dout[n,i] out[n,i]) (written); dx may alias dout. */
+    int (*softmax_backward)(void *ctx, float *dx, const float *dout, const float *out, int N, int C);
+    /* out[m,:] = w[m] * x[idx[m],:] for m < M (w (M) may be NULL: 1); x (N, C),
+     * out (M, C), idx (M) in [0, N) is checked before anything is written.
+     * The backward of scatter_add_rows with respect to its rows y. */
+    int (*gather_rows)(void *ctx, float *out, const float *x, const int32_t *idx, const float *w,
+                       int M, int N, int C);
+    /* out[idx[m],:] += w[m] * y[m,:] for m < M (w may be NULL: 1); out (N, C),
+     * y (M, C), idx (M) in [0, N), checked. An index may repeat: each row of out
+     * receives its terms in the order m = 0, 1, ..., M-1 on every backend and
+     * thread count (deterministic; no atomics). The backward of gather_rows. */
+    int (*scatter_add_rows)(void *ctx, float *out, const float *y, const int32_t *idx,
+                            const float *w, int M, int N, int C);
+    /* out[m] = a[idx[m],:] . b[m,:] for m < M; a (N, C), b (M, C), idx (M) in
+     * [0, N) (checked), or NULL: row m of a (N >= M). The backward of
+     * scatter_add_rows with respect to its weights w. */
+    int (*rows_dot)(void *ctx, float *out, const float *a, const int32_t *idx, const float *b,
+                    int M, int N, int C);
+    /* A block of columns: dst[r*dst_stride + j] = src[r*src_stride + j]
+     * (accumulate: +=) for r < rows, j < cols; dst_stride >= cols, src_stride
+     * >= 0 (0 repeats one source row); dst and src do not overlap. Its
+     * backward is the copy the other way (with accumulate where a source
+     * block fed several destinations). */
+    int (*copy_cols)(void *ctx, float *dst, int dst_stride, const float *src, int src_stride,
+                     int rows, int cols, int accumulate);
 
     /* ---- elementwise helpers ---- */
     int (*add)(void *ctx, float *out, const float *a, const float *b, size_t n); /* out = a + b */

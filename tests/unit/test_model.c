@@ -27,9 +27,14 @@ static void tiny(struct llm_model_config *m)
     m->init_std = 0.3; /* large enough that every path carries gradient */
 }
 
-enum variant { GPT2, LLAMA, SLIDING, LINEAR, POST, QKNORM, SINUS_RELU, RELU2_MQA, NVARIANTS };
-static const char *const variant_name[] = {"gpt2", "llama", "sliding", "linear", "post-norm",
-                                           "qk_norm", "sinusoidal+relu", "relu2+mqa"};
+enum variant {
+    GPT2, LLAMA, SLIDING, LINEAR, POST, QKNORM, SINUS_RELU, RELU2_MQA,
+    MOE, MOE_SWIGLU, MLA, MLA_QKNORM, DEEPSEEK, NVARIANTS
+};
+static const char *const variant_name[] = {
+    "gpt2", "llama", "sliding", "linear", "post-norm", "qk_norm", "sinusoidal+relu", "relu2+mqa",
+    "moe (gelu, top-2 of 4)", "moe (swiglu, top-1 of 3, post-norm)", "mla", "mla+qk_norm",
+    "mla+moe (deepseek)"};
 
 static void make_variant(struct llm_model_config *m, enum variant v)
 {
@@ -62,6 +67,28 @@ static void make_variant(struct llm_model_config *m, enum variant v)
     case RELU2_MQA:
         m->activation = LLM_ACTIVATION_RELU2, m->n_heads = 4, m->n_kv_heads = 1, m->bias = false;
         break;
+    case MOE: /* the GPT-2 defaults (biases elsewhere, none in experts) with 4 experts */
+        m->mlp = LLM_MLP_MOE, m->n_experts = 4, m->top_k = 2, m->aux_loss_coef = 0.1;
+        break;
+    case MOE_SWIGLU: /* Switch's top-1 routing, with llama's swiglu, rmsnorm, rope */
+        m->mlp = LLM_MLP_MOE, m->n_experts = 3, m->top_k = 1, m->aux_loss_coef = 0.1;
+        m->activation = LLM_ACTIVATION_SWIGLU, m->norm = LLM_NORM_RMSNORM;
+        m->position = LLM_POSITION_ROPE, m->bias = false, m->norm_position = LLM_NORM_POSITION_POST;
+        break;
+    case MLA: /* HS 4: rope dims R 2, no-rope dims 2 */
+        m->attention_kv = LLM_ATTENTION_KV_MLA, m->kv_lora_rank = 3;
+        m->position = LLM_POSITION_ROPE, m->norm = LLM_NORM_RMSNORM, m->bias = false;
+        break;
+    case MLA_QKNORM: /* with layernorm and biases (wq, wo) too */
+        m->attention_kv = LLM_ATTENTION_KV_MLA, m->kv_lora_rank = 5, m->qk_norm = true;
+        m->position = LLM_POSITION_ROPE;
+        break;
+    case DEEPSEEK: /* MLA with HS 8 (R 4) and a swiglu MoE */
+        m->attention_kv = LLM_ATTENTION_KV_MLA, m->kv_lora_rank = 4, m->n_heads = 1;
+        m->position = LLM_POSITION_ROPE, m->norm = LLM_NORM_RMSNORM, m->bias = false;
+        m->activation = LLM_ACTIVATION_SWIGLU, m->tie_embeddings = false;
+        m->mlp = LLM_MLP_MOE, m->n_experts = 4, m->top_k = 2, m->aux_loss_coef = 0.05;
+        break;
     case NVARIANTS:
         break;
     }
@@ -84,6 +111,39 @@ static double loss_at(struct llm_model *m, const int32_t *tok, const int32_t *tg
     return loss;
 }
 
+/* MoE: the set of experts of each token in every layer of the last forward,
+ * as (L, N) bit masks, into dst (NULL: only counted); 0 for a dense model. */
+static size_t routing_sets(const struct llm_model *m, uint32_t *dst, int N)
+{
+    if (m->cfg.mlp != LLM_MLP_MOE)
+        return 0;
+    for (int l = 0; dst && l < m->cfg.n_layers; l++) {
+        const int32_t *r = llm_model_routing(m, l);
+        assert_non_null(r);
+        for (int n = 0; n < N; n++) {
+            dst[l * N + n] = 0;
+            for (int k = 0; k < m->cfg.top_k; k++)
+                dst[l * N + n] |= 1u << r[n * m->cfg.top_k + k];
+        }
+    }
+    return (size_t)N * m->cfg.n_layers;
+}
+
+/* The loss at the current parameters, and whether any token went to another
+ * set of experts than in base: a MoE's loss jumps there (the order among the
+ * chosen does not matter), so a finite difference across it is meaningless
+ * and the probe is drawn again. */
+static double loss_routed(struct llm_model *m, const int32_t *tok, const int32_t *tgt, int B, int T,
+                          const uint32_t *base, int *moved)
+{
+    double l = loss_at(m, tok, tgt, B, T);
+    uint32_t now[64];
+    size_t n = routing_sets(m, now, B * T);
+    if (n && memcmp(now, base, n * sizeof(uint32_t)))
+        *moved = 1;
+    return l;
+}
+
 /* The analytic gradient against central differences: along random directions
  * over all parameters, and element by element on a few entries of each tensor. */
 static void gradcheck(enum variant v)
@@ -103,6 +163,9 @@ static void gradcheck(enum variant v)
     assert_int_equal(llm_model_zero_grad(&m), 0);
     loss_at(&m, tok, tgt, B, T);
     assert_int_equal(llm_model_backward(&m), 0);
+    uint32_t route[64]; /* L * N <= 64 sets */
+    assert_true(routing_sets(&m, NULL, N) <= 64);
+    routing_sets(&m, route, N);
     size_t P = m.layout.total;
     float *g = malloc(P * sizeof(float)), *p0 = malloc(P * sizeof(float));
     memcpy(g, m.grads, P * sizeof(float)); /* CPU backend: device memory is host memory */
@@ -113,40 +176,62 @@ static void gradcheck(enum variant v)
      * moved at once the curvature is large enough to matter at h = 1e-3,
      * while float rounding of the loss (~1e-7 * 2.5 / h) forbids a smaller h. */
     double eps = 1e-3;
+    int redrawn = 0;
     for (int dir = 0; dir < 3; dir++) {
         float *d = malloc(P * sizeof(float));
-        double gd = 0, D[2];
+        double gd = 0, D[2], h0 = eps;
+        int moved = 1;
         for (size_t i = 0; i < P; i++) {
             d[i] = (float)llm_rng_normal(&r);
             gd += (double)g[i] * d[i];
         }
-        for (int k = 0; k < 2; k++) {
-            double h = k ? eps / 2 : eps;
-            for (size_t i = 0; i < P; i++)
-                m.params[i] = p0[i] + (float)h * d[i];
-            double lp = loss_at(&m, tok, tgt, B, T);
-            for (size_t i = 0; i < P; i++)
-                m.params[i] = p0[i] - (float)h * d[i];
-            double lm = loss_at(&m, tok, tgt, B, T);
-            D[k] = (lp - lm) / (2 * h);
+        /* MoE: where a token changes experts within +-h0 (a near tie), shrink
+         * h0 (4x, twice), then draw another direction */
+        for (int shrink = 0; moved && shrink < 3; shrink++, h0 /= 4) {
+            moved = 0;
+            for (int k = 0; k < 2; k++) {
+                double h = k ? h0 / 2 : h0;
+                for (size_t i = 0; i < P; i++)
+                    m.params[i] = p0[i] + (float)h * d[i];
+                double lp = loss_routed(&m, tok, tgt, B, T, route, &moved);
+                for (size_t i = 0; i < P; i++)
+                    m.params[i] = p0[i] - (float)h * d[i];
+                double lm = loss_routed(&m, tok, tgt, B, T, route, &moved);
+                D[k] = (lp - lm) / (2 * h);
+            }
         }
+        h0 *= 4;
         memcpy(m.params, p0, P * sizeof(float));
-        double num = (4 * D[1] - D[0]) / 3;
-        if (fabs(num - gd) > 3e-3 + 1e-2 * fabs(gd))
-            fail_msg("%s: directional derivative %d: analytic %.6g, numeric %.6g", variant_name[v],
-                     dir, gd, num);
         free(d);
+        if (moved) {
+            if (++redrawn > 10)
+                fail_msg("%s: the routing flips along every direction tried", variant_name[v]);
+            dir--;
+            continue;
+        }
+        /* float rounding of the loss grows as 1/h: the absolute term with it */
+        double num = (4 * D[1] - D[0]) / 3;
+        if (fabs(num - gd) > 3e-3 * (eps / h0) + 1e-2 * fabs(gd))
+            fail_msg("%s: directional derivative %d (step %g): analytic %.6g, numeric %.6g",
+                     variant_name[v], dir, h0, gd, num);
     }
     /* entries of every tensor: each one carries its own gradient right */
     for (size_t t = 0; t < m.layout.n; t++) {
         const struct llm_param_spec *s = &m.layout.p[t];
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0, tries = 0; k < 3; k++) {
             size_t i = s->offset + llm_rng_below(&r, s->numel);
+            int moved = 0;
             m.params[i] = p0[i] + (float)eps;
-            double lp = loss_at(&m, tok, tgt, B, T);
+            double lp = loss_routed(&m, tok, tgt, B, T, route, &moved);
             m.params[i] = p0[i] - (float)eps;
-            double lm = loss_at(&m, tok, tgt, B, T);
+            double lm = loss_routed(&m, tok, tgt, B, T, route, &moved);
             m.params[i] = p0[i];
+            if (moved && ++tries <= 10) { /* this entry flips a routing: another one */
+                k--;
+                continue;
+            }
+            if (moved)
+                fail_msg("%s: %s: every entry tried flips a routing", variant_name[v], s->name);
             double num = (lp - lm) / (2 * eps);
             if (fabs(num - g[i]) > 1e-3 + 5e-2 * fabs(num))
                 fail_msg("%s: %s[%zu]: analytic %.6g, numeric %.6g", variant_name[v], s->name,
@@ -165,7 +250,11 @@ static void test_gradients(void **state)
         gradcheck((enum variant)v);
 }
 
-/* Changing token t never changes the logits at positions < t. */
+/* Changing token t never changes the logits at positions < t, bit for bit.
+ * MoE runs on the reference backend here: changing a token changes which
+ * rows share an expert's matmul, and OpenBLAS's blocking (so the last bits
+ * of a row's product) depends on the row count and position; the plain
+ * loops give every row the same bits whatever its neighbours. */
 static void test_causality(void **state)
 {
     (void)state;
@@ -173,7 +262,7 @@ static void test_causality(void **state)
         struct llm_model_config cfg;
         make_variant(&cfg, (enum variant)v);
         struct llm_backend be;
-        assert_int_equal(llm_backend_cpu_init(&be, 2, 0), 0);
+        assert_int_equal(llm_backend_cpu_init(&be, 2, cfg.mlp == LLM_MLP_MOE), 0);
         struct llm_model m;
         assert_int_equal(llm_model_init(&m, &cfg, &be, 1), 0);
         int T = 7, V = cfg.vocab_size;
@@ -234,9 +323,10 @@ static void test_memorizes_a_batch(void **state)
             assert_int_equal(llm_model_backward(&m), 0);
             adam_step(&m, step, 1e-2f, mom, vel);
         }
-        if (!(loss < 0.1f))
-            fail_msg("%s: loss %.4f after 300 steps (from %.4f): the batch was not memorized",
-                     variant_name[v], loss, first);
+        float ce = loss - m.aux_loss; /* MoE: the balancing loss stays near its minimum, 1 per layer */
+        if (!(ce < 0.1f))
+            fail_msg("%s: cross-entropy %.4f after 300 steps (from %.4f): the batch was not memorized",
+                     variant_name[v], ce, first);
         free(mom), free(vel);
         llm_model_release(&m);
         llm_backend_release(&be);
@@ -266,6 +356,311 @@ static void test_dropout_and_determinism(void **state)
     assert_true(l[0][0] != l[0][1]); /* training applies dropout, evaluation does not */
 }
 
+/* ---- a plain double-precision forward of a one-layer model, to pin the
+ * MLA and MoE math (layouts, the rope sub-range, the un-renormalized gate,
+ * ties) independently of the backend ops. Pre-norm, rmsnorm, rope, swiglu,
+ * no biases, tied embeddings; standard or MLA attention, dense or MoE. */
+
+static const double *ref_w(const struct llm_model *m, double *buf, const char *name)
+{
+    long i = llm_param_find(&m->layout, name);
+    if (i < 0)
+        fail_msg("no tensor %s", name);
+    const struct llm_param_spec *s = &m->layout.p[i];
+    for (size_t j = 0; j < s->numel; j++)
+        buf[j] = m->params[s->offset + j];
+    return buf;
+}
+
+/* y (n, out) = x (n, in) @ w (out, in)^T */
+static void ref_mm(double *y, const double *x, const double *w, int n, int in, int out)
+{
+    for (int r = 0; r < n; r++)
+        for (int o = 0; o < out; o++) {
+            double acc = 0;
+            for (int i = 0; i < in; i++)
+                acc += x[r * in + i] * w[o * in + i];
+            y[r * out + o] = acc;
+        }
+}
+
+static void ref_rmsnorm(double *y, const double *x, const double *w, int n, int c, double eps)
+{
+    for (int r = 0; r < n; r++) {
+        double ss = 0;
+        for (int i = 0; i < c; i++)
+            ss += x[r * c + i] * x[r * c + i];
+        double rs = 1 / sqrt(ss / c + eps);
+        for (int i = 0; i < c; i++)
+            y[r * c + i] = x[r * c + i] * rs * w[i];
+    }
+}
+
+/* rotate_half rope of the channels [off, off + rot) of a vector at position t */
+static void ref_rope(double *x, int off, int rot, int t, double theta)
+{
+    for (int i = 0; i < rot / 2; i++) {
+        double a = t * pow(theta, -2.0 * i / rot), x0 = x[off + i], x1 = x[off + i + rot / 2];
+        x[off + i] = x0 * cos(a) - x1 * sin(a);
+        x[off + i + rot / 2] = x1 * cos(a) + x0 * sin(a);
+    }
+}
+
+/* swiglu MLP of one row: out (C) = (silu(x W1^T) * (x W3^T)) W2^T */
+static void ref_mlp(double *out, const double *x, const double *w1, const double *w3,
+                    const double *w2, int C, int F)
+{
+    double h[64], u[64], a[64];
+    ref_mm(h, x, w1, 1, C, F);
+    ref_mm(u, x, w3, 1, C, F);
+    for (int f = 0; f < F; f++)
+        a[f] = h[f] / (1 + exp(-h[f])) * u[f];
+    ref_mm(out, a, w2, 1, F, C);
+}
+
+/* logits (T, V) of tokens (T) for m (one layer); *aux: the aux loss */
+static void ref_forward(const struct llm_model *m, const int32_t *tok, int T, double *logits,
+                        double *aux)
+{
+    const struct llm_model_config *c = &m->cfg;
+    int C = c->d_model, NH = c->n_heads, HS = C / NH, F = c->d_ff, V = c->vocab_size;
+    int mla = c->attention_kv == LLM_ATTENTION_KV_MLA, K = c->kv_lora_rank;
+    int R = mla ? llm_param_mla_rope_dim(c) : HS, D = HS - R, E = c->n_experts, top = c->top_k;
+    double eps = c->norm_eps, theta = c->rope_theta;
+    double *w = malloc(4096 * sizeof(double)), *w2 = malloc(4096 * sizeof(double));
+    double *w3 = malloc(4096 * sizeof(double)), x[7 * 16], n1[7 * 16], q[7 * 16], k[7 * 16],
+           v[7 * 16], att[7 * 16], s1[7 * 16], n2[7 * 16], s2[7 * 16];
+    assert_true(T <= 7 && C <= 16 && F <= 64);
+    const double *emb = ref_w(m, w, "tok_emb.weight");
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < C; i++)
+            x[t * C + i] = emb[tok[t] * C + i];
+    ref_rmsnorm(n1, x, ref_w(m, w, "layers.0.attn_norm.weight"), T, C, eps);
+    ref_mm(q, n1, ref_w(m, w, "layers.0.attn.wq.weight"), T, C, NH * HS);
+    if (mla) {
+        double ckv[7 * 16], lat[7 * 16], cn[7 * 16], kv[7 * 64];
+        ref_mm(ckv, n1, ref_w(m, w, "layers.0.attn.wkv_a.weight"), T, C, K + R);
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < K; i++)
+                lat[t * K + i] = ckv[t * (K + R) + i];
+        ref_rmsnorm(cn, lat, ref_w(m, w, "layers.0.attn.kv_norm.weight"), T, K, eps);
+        ref_mm(kv, cn, ref_w(m, w, "layers.0.attn.wkv_b.weight"), T, K, NH * D + NH * HS);
+        int W = NH * D + NH * HS;
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++) {
+                for (int i = 0; i < D; i++) /* per-head no-rope key, then the shared rope key */
+                    k[(t * NH + h) * HS + i] = kv[t * W + h * D + i];
+                for (int i = 0; i < R; i++)
+                    k[(t * NH + h) * HS + D + i] = ckv[t * (K + R) + K + i];
+                for (int i = 0; i < HS; i++)
+                    v[(t * NH + h) * HS + i] = kv[t * W + NH * D + h * HS + i];
+            }
+    } else {
+        ref_mm(k, n1, ref_w(m, w, "layers.0.attn.wk.weight"), T, C, NH * HS);
+        ref_mm(v, n1, ref_w(m, w, "layers.0.attn.wv.weight"), T, C, NH * HS);
+    }
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NH; h++) {
+            ref_rope(q + (t * NH + h) * HS, D, R, t, theta);
+            ref_rope(k + (t * NH + h) * HS, D, R, t, theta);
+        }
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NH; h++) {
+            double sc[7], mx = -1e300, z = 0;
+            for (int s = 0; s <= t; s++) {
+                sc[s] = 0;
+                for (int i = 0; i < HS; i++)
+                    sc[s] += q[(t * NH + h) * HS + i] * k[(s * NH + h) * HS + i];
+                sc[s] /= sqrt((double)HS);
+                mx = sc[s] > mx ? sc[s] : mx;
+            }
+            for (int s = 0; s <= t; s++)
+                z += sc[s] = exp(sc[s] - mx);
+            for (int i = 0; i < HS; i++) {
+                double acc = 0;
+                for (int s = 0; s <= t; s++)
+                    acc += sc[s] / z * v[(s * NH + h) * HS + i];
+                att[(t * NH + h) * HS + i] = acc;
+            }
+        }
+    ref_mm(s1, att, ref_w(m, w, "layers.0.attn.wo.weight"), T, NH * HS, C);
+    for (int i = 0; i < T * C; i++)
+        s1[i] += x[i];
+    ref_rmsnorm(n2, s1, ref_w(m, w, "layers.0.mlp_norm.weight"), T, C, eps);
+    *aux = 0;
+    if (c->mlp == LLM_MLP_MOE) {
+        double p[7 * 8], P[8] = {0}, f[8] = {0};
+        ref_mm(p, n2, ref_w(m, w, "layers.0.moe.router.weight"), T, C, E);
+        for (int t = 0; t < T; t++) {
+            double mx = p[t * E], z = 0;
+            for (int e = 1; e < E; e++)
+                mx = p[t * E + e] > mx ? p[t * E + e] : mx;
+            for (int e = 0; e < E; e++)
+                z += p[t * E + e] = exp(p[t * E + e] - mx);
+            for (int e = 0; e < E; e++)
+                P[e] += (p[t * E + e] /= z) / T;
+            int taken[8] = {0};
+            for (int i = 0; i < C; i++)
+                s2[t * C + i] = s1[t * C + i];
+            for (int j = 0; j < top; j++) { /* the top_k by probability, ties to the lower index */
+                int best = -1;
+                for (int e = 0; e < E; e++)
+                    if (!taken[e] && (best < 0 || p[t * E + e] > p[t * E + best]))
+                        best = e;
+                taken[best] = 1;
+                f[best] += 1.0 / (T * top);
+                char n[96];
+                double y[16];
+                snprintf(n, sizeof(n), "layers.0.moe.experts.%d.w1.weight", best);
+                ref_w(m, w, n);
+                snprintf(n, sizeof(n), "layers.0.moe.experts.%d.w3.weight", best);
+                ref_w(m, w3, n);
+                snprintf(n, sizeof(n), "layers.0.moe.experts.%d.w2.weight", best);
+                ref_w(m, w2, n);
+                ref_mlp(y, n2 + t * C, w, w3, w2, C, F);
+                for (int i = 0; i < C; i++) /* gate: the softmax probability itself */
+                    s2[t * C + i] += p[t * E + best] * y[i];
+            }
+        }
+        for (int e = 0; e < E; e++)
+            *aux += E * f[e] * P[e];
+        *aux *= c->aux_loss_coef;
+    } else {
+        ref_w(m, w, "layers.0.mlp.w1.weight");
+        ref_w(m, w3, "layers.0.mlp.w3.weight");
+        ref_w(m, w2, "layers.0.mlp.w2.weight");
+        for (int t = 0; t < T; t++) {
+            double y[16];
+            ref_mlp(y, n2 + t * C, w, w3, w2, C, F);
+            for (int i = 0; i < C; i++)
+                s2[t * C + i] = s1[t * C + i] + y[i];
+        }
+    }
+    ref_rmsnorm(n2, s2, ref_w(m, w, "final_norm.weight"), T, C, eps);
+    ref_mm(logits, n2, ref_w(m, w, "tok_emb.weight"), T, C, V);
+    free(w), free(w2), free(w3);
+}
+
+/* The model's logits (and aux loss) against ref_forward, for standard and
+ * latent attention, dense and MoE MLPs. */
+static void test_reference_forward(void **state)
+{
+    (void)state;
+    for (int variant = 0; variant < 4; variant++) {
+        int mla = variant & 1, moe = variant >> 1;
+        struct llm_model_config cfg;
+        tiny(&cfg);
+        cfg.n_layers = 1, cfg.position = LLM_POSITION_ROPE, cfg.norm = LLM_NORM_RMSNORM;
+        cfg.activation = LLM_ACTIVATION_SWIGLU, cfg.bias = false, cfg.tie_embeddings = true;
+        if (mla)
+            cfg.attention_kv = LLM_ATTENTION_KV_MLA, cfg.kv_lora_rank = 3;
+        if (moe)
+            cfg.mlp = LLM_MLP_MOE, cfg.n_experts = 4, cfg.top_k = 2, cfg.aux_loss_coef = 0.25;
+        struct llm_backend be;
+        assert_int_equal(llm_backend_cpu_init(&be, 2, 0), 0);
+        struct llm_model m;
+        assert_int_equal(llm_model_init(&m, &cfg, &be, 9), 0);
+        int32_t tok[7] = {3, 1, 4, 1, 5, 9, 2}, tgt[7] = {1, 4, 1, 5, 9, 2, 6};
+        float loss;
+        assert_int_equal(llm_model_forward(&m, tok, tgt, 1, 7, 0, &loss), 0);
+        double want[7 * 13], aux;
+        ref_forward(&m, tok, 7, want, &aux);
+        const float *got = llm_model_logits(&m);
+        for (int i = 0; i < 7 * 13; i++)
+            if (fabs(got[i] - want[i]) > 1e-5 + 1e-4 * fabs(want[i]))
+                fail_msg("mla %d moe %d: logit %d: got %.7g, want %.7g", mla, moe, i, got[i], want[i]);
+        if (fabs(m.aux_loss - aux) > 1e-6)
+            fail_msg("mla %d moe %d: aux loss %.7g, want %.7g", mla, moe, m.aux_loss, aux);
+        assert_true(moe ? aux > 0 : aux == 0);
+        llm_model_release(&m);
+        llm_backend_release(&be);
+    }
+}
+
+/* A zero router: every probability is 1/E, every token ties, so each goes
+ * to experts 0..k-1 (ties to the lower index) and aux = E sum_e f_e / E = 1
+ * per layer, whatever the counts. */
+static void test_moe_ties_and_aux(void **state)
+{
+    (void)state;
+    struct llm_model_config cfg;
+    make_variant(&cfg, MOE);
+    cfg.top_k = 3, cfg.aux_loss_coef = 0.5;
+    struct llm_backend be;
+    assert_int_equal(llm_backend_cpu_init(&be, 1, 0), 0);
+    struct llm_model m;
+    assert_int_equal(llm_model_init(&m, &cfg, &be, 5), 0);
+    assert_null(llm_model_routing(&m, 0)); /* no forward yet */
+    for (size_t i = 0; i < m.layout.n; i++)
+        if (m.layout.p[i].kind == LLM_PARAM_ROUTER)
+            memset(llm_model_param(&m, (long)i), 0, m.layout.p[i].numel * sizeof(float));
+    int32_t tok[14] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0, 1}, tgt[14] = {0};
+    float loss;
+    assert_int_equal(llm_model_forward(&m, tok, tgt, 2, 7, 1, &loss), 0);
+    assert_true(fabs(m.aux_loss - 0.5 * cfg.n_layers) < 1e-6);
+    for (int l = 0; l < cfg.n_layers; l++) {
+        const int32_t *r = llm_model_routing(&m, l);
+        assert_non_null(r);
+        for (int n = 0; n < 14; n++)
+            for (int k = 0; k < 3; k++)
+                assert_int_equal(r[n * 3 + k], k);
+    }
+    assert_null(llm_model_routing(&m, cfg.n_layers));
+    /* all ties: the backward still runs and stays finite */
+    assert_int_equal(llm_model_zero_grad(&m), 0);
+    assert_int_equal(llm_model_backward(&m), 0);
+    for (size_t i = 0; i < m.layout.total; i++)
+        assert_true(isfinite(m.grads[i]));
+    llm_model_release(&m);
+    llm_backend_release(&be);
+    /* a dense model has no routing */
+    make_variant(&cfg, GPT2);
+    assert_int_equal(llm_backend_cpu_init(&be, 1, 0), 0);
+    assert_int_equal(llm_model_init(&m, &cfg, &be, 5), 0);
+    assert_int_equal(llm_model_forward(&m, tok, tgt, 2, 7, 0, &loss), 0);
+    assert_null(llm_model_routing(&m, 0));
+    assert_true(m.aux_loss == 0.0f);
+    llm_model_release(&m);
+    llm_backend_release(&be);
+}
+
+/* MoE and MLA give the same loss and gradients, bit for bit, on 1 and 2
+ * threads (the routing on the host, the ops' fixed summation orders). */
+static void test_threads_determinism(void **state)
+{
+    (void)state;
+    static const enum variant vs[] = {MOE, MOE_SWIGLU, MLA_QKNORM, DEEPSEEK};
+    for (size_t k = 0; k < sizeof(vs) / sizeof(vs[0]); k++) {
+        struct llm_model_config cfg;
+        make_variant(&cfg, vs[k]);
+        cfg.d_model = 64, cfg.d_ff = 96, cfg.context_length = 64; /* past the one-thread cutoffs */
+        float loss[2], *grads[2];
+        for (int run = 0; run < 2; run++) {
+            struct llm_backend be;
+            assert_int_equal(llm_backend_cpu_init(&be, run + 1, 0), 0);
+            struct llm_model m;
+            assert_int_equal(llm_model_init(&m, &cfg, &be, 5), 0);
+            int B = 4, T = 64;
+            int32_t *tok = malloc(B * T * sizeof(int32_t)), *tgt = malloc(B * T * sizeof(int32_t));
+            struct llm_rng r;
+            llm_rng_seed(&r, 3);
+            random_batch(&r, tok, tgt, B * T, cfg.vocab_size, 1);
+            assert_int_equal(llm_model_zero_grad(&m), 0);
+            assert_int_equal(llm_model_forward(&m, tok, tgt, B, T, 1, &loss[run]), 0);
+            assert_int_equal(llm_model_backward(&m), 0);
+            grads[run] = malloc(m.layout.total * sizeof(float));
+            memcpy(grads[run], m.grads, m.layout.total * sizeof(float));
+            if (run == 1 && memcmp(grads[0], grads[1], m.layout.total * sizeof(float)))
+                fail_msg("%s: gradients differ between 1 and 2 threads", variant_name[vs[k]]);
+            free(tok), free(tgt);
+            llm_model_release(&m);
+            llm_backend_release(&be);
+        }
+        assert_true(loss[0] == loss[1]);
+        free(grads[0]), free(grads[1]);
+    }
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -293,6 +688,9 @@ int main(void)
         cmocka_unit_test(test_causality),
         cmocka_unit_test(test_memorizes_a_batch),
         cmocka_unit_test(test_dropout_and_determinism),
+        cmocka_unit_test(test_reference_forward),
+        cmocka_unit_test(test_moe_ties_and_aux),
+        cmocka_unit_test(test_threads_determinism),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);

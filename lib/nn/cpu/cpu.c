@@ -1,5 +1,5 @@
 /* cpu.c: the CPU backend: host memory, and the ops table filled with the
- * functions of cpu_ops.c and cpu_attention.c. */
+ * functions of cpu_ops.c, cpu_attention.c and cpu_rows.c. */
 #include "cpu_impl.h"
 #include "core/err.h"
 
@@ -81,6 +81,12 @@ static const struct llm_backend_ops cpu_ops = {
     .linear_attention_backward = cpu_linear_attention_backward,
     .rope_forward = cpu_rope_forward,
     .rope_backward = cpu_rope_backward,
+    .softmax_forward = cpu_softmax_forward,
+    .softmax_backward = cpu_softmax_backward,
+    .gather_rows = cpu_gather_rows,
+    .scatter_add_rows = cpu_scatter_add_rows,
+    .rows_dot = cpu_rows_dot,
+    .copy_cols = cpu_copy_cols,
     .add = cpu_add,
     .axpy = cpu_axpy,
     .scale = cpu_scale,

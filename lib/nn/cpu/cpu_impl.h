@@ -67,4 +67,16 @@ int cpu_rope_forward(void *ctx, float *x, int B, int T, int H, int HS, int rot_d
 int cpu_rope_backward(void *ctx, float *dx, int B, int T, int H, int HS, int rot_dims, float theta,
                       int pos0);
 
+/* cpu_rows.c: row softmax, gather/scatter by index, row dots, column blocks */
+int cpu_softmax_forward(void *ctx, float *out, const float *x, int N, int C);
+int cpu_softmax_backward(void *ctx, float *dx, const float *dout, const float *out, int N, int C);
+int cpu_gather_rows(void *ctx, float *out, const float *x, const int32_t *idx, const float *w, int M,
+                    int N, int C);
+int cpu_scatter_add_rows(void *ctx, float *out, const float *y, const int32_t *idx, const float *w,
+                         int M, int N, int C);
+int cpu_rows_dot(void *ctx, float *out, const float *a, const int32_t *idx, const float *b, int M,
+                 int N, int C);
+int cpu_copy_cols(void *ctx, float *dst, int dst_stride, const float *src, int src_stride, int rows,
+                  int cols, int accumulate);
+
 #endif
