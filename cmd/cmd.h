@@ -17,5 +17,7 @@ int cmd_config(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 #endif
