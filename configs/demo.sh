@@ -34,8 +34,12 @@ head -n 8 "$out/config.json"
 echo "   ... (full effective config in $out/config.json)"
 
 echo
+echo "== what that model is: parameters, FLOPs per token, memory"
+"$LLM" info configs/tiny.json | head -n 20
+
+echo
 echo "== a bad config is refused with one line naming the key"
 "$LLM" config configs/tiny.json --set model.d_model=-5 || true
 
 echo
-echo "demo done: training and generation arrive with the next issues."
+echo "demo done: pretraining and generation arrive with the next issues."
