@@ -86,7 +86,7 @@ $(BUILD)/kernels/%.o: kernels/%.cu | check-deps
 	@mkdir -p $(dir $@)
 	$(Q)$(NVCC) $(NVFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libllm.a
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/libllm.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libllm.a $(LDLIBS) -lcmocka
 

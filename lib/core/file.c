@@ -1,6 +1,7 @@
 /* file.c: atomic output and whole-file reads (see file.h). */
 #include "file.h"
 #include "err.h"
+#include "str.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,26 +11,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *xstrdup(const char *s)
-{
-    char *p = llm_malloc(strlen(s) + 1, "a path");
-    if (p)
-        strcpy(p, s);
-    return p;
-}
-
 int llm_atomic_open(struct llm_atomic *a, const char *path)
 {
     memset(a, 0, sizeof(*a));
     if (!path || !path[0])
         return llm_err(LLM_EINVAL, "empty output path");
-    if (!(a->path = xstrdup(path)))
+    if (!(a->path = llm_strdup(path)))
         return LLM_ENOMEM;
     if (strcmp(path, "-") == 0) {
         a->f = stdout;
         return 0;
     }
-    char *d = xstrdup(path), *b = xstrdup(path);
+    char *d = llm_strdup(path), *b = llm_strdup(path);
     if (!d || !b) {
         free(d), free(b), free(a->path);
         return LLM_ENOMEM;
@@ -95,7 +88,7 @@ int llm_atomic_commit(struct llm_atomic *a)
         return rc;
     }
     /* fsync the folder so the rename itself survives a power loss. */
-    char *d = xstrdup(a->path);
+    char *d = llm_strdup(a->path);
     if (d) {
         int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY);
         if (dfd >= 0) {

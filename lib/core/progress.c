@@ -115,7 +115,6 @@ static void draw(struct llm_progress *p, double now, int final)
         } else {
             fprintf(p->out, "\r%s %s\033[K%s", p->label, state, final ? "\n" : "");
         }
-        p->drawn = !final;
     } else {
         fprintf(p->out, "%s: %s%s\n", p->label, state, final ? " (done)" : "");
     }

@@ -27,7 +27,6 @@ struct llm_progress {
     double interval;        /* seconds between plain lines (default 10) */
     double t0, last;        /* start and last draw (clock seconds) */
     int width;              /* bar width in characters */
-    int drawn;              /* a bar line is on screen */
     int ever_drawn;         /* something was printed (finish then prints the summary) */
     char fields[256];       /* custom fields, shown after the rate */
     double (*clock)(void);  /* time source: llm_now unless a test sets it */

@@ -141,11 +141,6 @@ static int set_token(struct builder *b, uint32_t id, const char *bytes, size_t n
     return 0;
 }
 
-static int lookup_vocab_string(const struct tok_strmap *spell, const char *s, uint32_t *id)
-{
-    return tok_strmap_get(spell, s, strlen(s), id);
-}
-
 static int read_model(struct llm_tokenizer *t, struct builder *b, const cJSON *model)
 {
     const cJSON *type = cJSON_GetObjectItem(model, "type");
@@ -251,8 +246,8 @@ static int read_model(struct llm_tokenizer *t, struct builder *b, const cJSON *m
         }
         memcpy(cat, left, la);
         memcpy(cat + la, right, lb + 1);
-        int ok = lookup_vocab_string(&spell, left, &a) && lookup_vocab_string(&spell, right, &bb) &&
-                 lookup_vocab_string(&spell, cat, &res);
+        int ok = tok_strmap_get(&spell, left, la, &a) && tok_strmap_get(&spell, right, lb, &bb) &&
+                 tok_strmap_get(&spell, cat, la + lb, &res);
         if (!ok)
             rc = llm_err(LLM_EFORMAT, "model.merges[%d]: '%.40s' + '%.40s' are not both in the vocabulary with their concatenation",
                          r, left, right);

@@ -20,32 +20,12 @@
 #include "core/err.h"
 #include "core/rng.h"
 #include "nn/backend.h"
+#include "nntest.h"
 
 #define ATOL 1e-6
 #define RTOL 1e-5
 #define FD_H 1e-5
 
-/* be[ref][threads - 1] */
-static struct llm_backend be[2][2];
-
-static int setup(void **state)
-{
-    (void)state;
-    for (int r = 0; r < 2; r++)
-        for (int t = 0; t < 2; t++)
-            if (llm_backend_cpu_init(&be[r][t], t + 1, r) != 0)
-                return -1;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    for (int r = 0; r < 2; r++)
-        for (int t = 0; t < 2; t++)
-            llm_backend_release(&be[r][t]);
-    return 0;
-}
 
 #define CALL(b, op, ...) ((b)->ops->op((b)->ctx, __VA_ARGS__))
 

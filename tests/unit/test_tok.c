@@ -368,7 +368,7 @@ static void naive_encode_piece(void *ctx, const char *s, size_t n)
         for (uint32_t id = 0; id < llm_tok_vocab_size(c->t); id++) {
             size_t len;
             const char *b = llm_tok_token_bytes(c->t, id, &len);
-            if (b && len == 1 && b[0] == s[i] && llm_tok_special_id(c->t, "\x01never") < 0) {
+            if (b && len == 1 && b[0] == s[i]) {
                 sym[i] = id;
                 break;
             }
@@ -395,13 +395,6 @@ static void naive_encode_piece(void *ctx, const char *s, size_t n)
     free(sym);
 }
 
-static void naive_special(void *ctx, int k)
-{
-    struct enc_ctx *c = ctx;
-    (void)k;
-    (void)c;
-}
-
 static void naive_encode(const struct llm_tokenizer *t, const char *pattern, const char *s, size_t n,
                          struct llm_ids *out)
 {
@@ -414,7 +407,6 @@ static void naive_encode(const struct llm_tokenizer *t, const char *pattern, con
     }
     naive_pieces(pattern, s, n, naive_encode_piece, &c);
     tab_free(&c.ranks);
-    (void)naive_special;
 }
 
 static void test_encode_matches_oracle(void **state)

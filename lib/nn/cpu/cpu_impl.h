@@ -6,10 +6,37 @@
 
 #include "nn/backend.h"
 
+#include <stddef.h>
+#include "core/err.h"
+
 struct cpu_ctx {
     int threads; /* OpenMP threads for our loops and OpenBLAS */
     int ref;     /* 1: the plain reference loops (no BLAS, no blocking) */
 };
+
+/* Columns per task of column-sum and scatter reductions (a 64-byte cache line). */
+#define CPU_COL_CHUNK 16
+/* Below this much work (elements touched) a loop runs on one thread. */
+#define CPU_PAR_MIN 16384
+
+static inline struct cpu_ctx *cpu(void *ctx) { return (struct cpu_ctx *)ctx; }
+
+/* Threads for a loop touching `work` elements: 1 when threading cannot pay.
+ * Results never depend on it: every op is bit-identical for any count. */
+static inline int cpu_nthreads(const struct cpu_ctx *c, size_t work)
+{
+    return work < CPU_PAR_MIN ? 1 : c->threads;
+}
+
+/* rows >= 0 and width > 0, or LLM_EINVAL naming op. */
+static inline int cpu_check_dims(const char *op, long rows, long width)
+{
+    if (rows < 0)
+        return llm_err(LLM_EINVAL, "%s: row count %ld is negative", op, rows);
+    if (width <= 0)
+        return llm_err(LLM_EINVAL, "%s: width %ld must be positive", op, width);
+    return 0;
+}
 
 /* cpu_ops.c: embeddings, norms, matmul, activations, elementwise, loss, optimizer */
 int cpu_embedding_forward(void *ctx, float *out, const int32_t *tokens, const float *wte, int N,

@@ -36,27 +36,6 @@
 #define ROW_BLOCK 64
 /* Elements per block of sumsq's double partial sums. */
 #define SUM_BLOCK 4096
-/* Columns per task of the column-sum reductions (a 64-byte cache line). */
-#define COL_CHUNK 16
-/* Below this much work (elements touched) a loop runs on one thread. */
-#define PAR_MIN 16384
-
-static inline struct cpu_ctx *cpu(void *ctx) { return (struct cpu_ctx *)ctx; }
-
-/* Threads for a loop touching `work` elements: 1 when threading cannot pay. */
-static inline int nthreads(const struct cpu_ctx *c, size_t work)
-{
-    return work < PAR_MIN ? 1 : c->threads;
-}
-
-static int check_dims(const char *op, long rows, long width)
-{
-    if (rows < 0)
-        return llm_err(LLM_EINVAL, "%s: row count %ld is negative", op, rows);
-    if (width <= 0)
-        return llm_err(LLM_EINVAL, "%s: width %ld must be positive", op, width);
-    return 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Column sums shared by the scatter/gather backward passes.                */
@@ -66,11 +45,11 @@ static int check_dims(const char *op, long rows, long width)
 static void colsum_add(const struct cpu_ctx *c, float *dst, const float *src, int N, int C,
                        size_t ld)
 {
-    int nchunks = (C + COL_CHUNK - 1) / COL_CHUNK;
-#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+    int nchunks = (C + CPU_COL_CHUNK - 1) / CPU_COL_CHUNK;
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
     for (int k = 0; k < nchunks; k++) {
-        int i0 = k * COL_CHUNK, i1 = i0 + COL_CHUNK < C ? i0 + COL_CHUNK : C;
-        float acc[COL_CHUNK] = {0};
+        int i0 = k * CPU_COL_CHUNK, i1 = i0 + CPU_COL_CHUNK < C ? i0 + CPU_COL_CHUNK : C;
+        float acc[CPU_COL_CHUNK] = {0};
         for (int n = 0; n < N; n++) {
             const float *row = src + (size_t)n * ld;
             for (int i = i0; i < i1; i++)
@@ -88,7 +67,7 @@ int cpu_embedding_forward(void *ctx, float *out, const int32_t *tokens, const fl
                           int C, int V)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("embedding", N, C);
+    int rc = cpu_check_dims("embedding", N, C);
     if (rc)
         return rc;
     if (V <= 0)
@@ -98,7 +77,7 @@ int cpu_embedding_forward(void *ctx, float *out, const int32_t *tokens, const fl
             return llm_err(LLM_EINVAL, "token id %d at position %d is outside the vocabulary (%d)",
                            tokens[n], n, V);
     /* out[n,:] = wte[tokens[n],:]  (N, C) <- (V, C) */
-#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
     for (int n = 0; n < N; n++)
         memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
     return 0;
@@ -108,7 +87,7 @@ int cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int3
                            int C)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("embedding backward", N, C);
+    int rc = cpu_check_dims("embedding backward", N, C);
     if (rc)
         return rc;
     for (int n = 0; n < N; n++)
@@ -117,11 +96,11 @@ int cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int3
                            tokens[n], n);
     /* dwte[tokens[n],:] += dout[n,:]. Rows sharing a token collide, so the
      * split is over columns: each column chunk walks rows 0..N-1 in order. */
-    int nchunks = (C + COL_CHUNK - 1) / COL_CHUNK;
+    int nchunks = (C + CPU_COL_CHUNK - 1) / CPU_COL_CHUNK;
     if (c->ref)
         nchunks = 1;
-    int chunk = c->ref ? C : COL_CHUNK;
-#pragma omp parallel for num_threads(c->ref ? 1 : nthreads(c, (size_t)N * C)) schedule(static)
+    int chunk = c->ref ? C : CPU_COL_CHUNK;
+#pragma omp parallel for num_threads(c->ref ? 1 : cpu_nthreads(c, (size_t)N * C)) schedule(static)
     for (int k = 0; k < nchunks; k++) {
         int i0 = k * chunk, i1 = i0 + chunk < C ? i0 + chunk : C;
         for (int n = 0; n < N; n++) {
@@ -137,7 +116,7 @@ int cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int3
 int cpu_add_positions(void *ctx, float *x, const float *wpe, int B, int T, int C, int pos0)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("add_positions", (long)B * T, C);
+    int rc = cpu_check_dims("add_positions", (long)B * T, C);
     if (rc)
         return rc;
     if (B < 0 || T < 0 || pos0 < 0)
@@ -145,7 +124,7 @@ int cpu_add_positions(void *ctx, float *x, const float *wpe, int B, int T, int C
                        pos0);
     /* x[b,t,:] += wpe[pos0 + t,:]  (B, T, C) */
     int rows = B * T;
-#pragma omp parallel for num_threads(nthreads(c, (size_t)rows * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)rows * C)) schedule(static)
     for (int r = 0; r < rows; r++) {
         float *xr = x + (size_t)r * C;
         const float *pr = wpe + (size_t)(pos0 + r % T) * C;
@@ -159,14 +138,14 @@ int cpu_add_positions_backward(void *ctx, float *dwpe, const float *dx, int B, i
                                int pos0)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("add_positions backward", (long)B * T, C);
+    int rc = cpu_check_dims("add_positions backward", (long)B * T, C);
     if (rc)
         return rc;
     if (B < 0 || T < 0 || pos0 < 0)
         return llm_err(LLM_EINVAL, "add_positions backward: B %d, T %d and pos0 %d must be >= 0",
                        B, T, pos0);
     /* dwpe[pos0 + t,:] += sum_b dx[b,t,:]: one thread per t, b in order. */
-#pragma omp parallel for num_threads(c->ref ? 1 : nthreads(c, (size_t)B * T * C)) schedule(static)
+#pragma omp parallel for num_threads(c->ref ? 1 : cpu_nthreads(c, (size_t)B * T * C)) schedule(static)
     for (int t = 0; t < T; t++) {
         float *dp = dwpe + (size_t)(pos0 + t) * C;
         for (int b = 0; b < B; b++) {
@@ -185,13 +164,13 @@ int cpu_layernorm_forward(void *ctx, float *out, float *mean, float *rstd, const
                           const float *w, const float *b, int N, int C, float eps)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("layernorm", N, C);
+    int rc = cpu_check_dims("layernorm", N, C);
     if (rc)
         return rc;
     /* Per row (two passes, float): mu = sum x / C; var = sum (x - mu)^2 / C;
      * s = 1 / sqrt(var + eps); out = (x - mu) * s * w + b. mean and rstd (N)
      * are saved for the backward pass unless NULL (inference). */
-#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -303,7 +282,7 @@ static int norm_backward(struct cpu_ctx *c, float *dx, float *dw, float *db, con
     /* part layout: [nblk, C] for dw, then [nblk, C] for db. */
     float *pw_all = dw ? part : NULL;
     float *pb_all = db ? part + (dw ? (size_t)nblk * C : 0) : NULL;
-#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
     for (int k = 0; k < nblk; k++) {
         float *pw = pw_all ? pw_all + (size_t)k * C : NULL;
         float *pb = pb_all ? pb_all + (size_t)k * C : NULL;
@@ -329,7 +308,7 @@ int cpu_layernorm_backward(void *ctx, float *dx, float *dw, float *db, const flo
                            const float *x, const float *w, const float *mean, const float *rstd,
                            int N, int C)
 {
-    int rc = check_dims("layernorm backward", N, C);
+    int rc = cpu_check_dims("layernorm backward", N, C);
     if (rc)
         return rc;
     if (N > 0 && (!mean || !rstd))
@@ -342,11 +321,11 @@ int cpu_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *x, cons
                         int C, float eps)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("rmsnorm", N, C);
+    int rc = cpu_check_dims("rmsnorm", N, C);
     if (rc)
         return rc;
     /* s = 1 / sqrt(sum x^2 / C + eps); out = x * s * w; rstd[n] = s unless NULL. */
-#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -365,7 +344,7 @@ int cpu_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *x, cons
 int cpu_rmsnorm_backward(void *ctx, float *dx, float *dw, const float *dout, const float *x,
                          const float *w, const float *rstd, int N, int C)
 {
-    int rc = check_dims("rmsnorm backward", N, C);
+    int rc = cpu_check_dims("rmsnorm backward", N, C);
     if (rc)
         return rc;
     if (N > 0 && !rstd)
@@ -432,8 +411,8 @@ int cpu_matmul_forward(void *ctx, float *out, const float *x, const float *w, co
                        int N, int C, int OC)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("matmul", N, C);
-    if (rc || (rc = check_dims("matmul", N, OC)))
+    int rc = cpu_check_dims("matmul", N, C);
+    if (rc || (rc = cpu_check_dims("matmul", N, OC)))
         return rc;
     if (N == 0)
         return 0;
@@ -461,8 +440,8 @@ int cpu_matmul_backward(void *ctx, float *dx, float *dw, float *dbias, const flo
                         const float *x, const float *w, int N, int C, int OC)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("matmul backward", N, C);
-    if (rc || (rc = check_dims("matmul backward", N, OC)))
+    int rc = cpu_check_dims("matmul backward", N, C);
+    if (rc || (rc = cpu_check_dims("matmul backward", N, OC)))
         return rc;
     if (N == 0)
         return 0;
@@ -541,7 +520,7 @@ static int bad_kind(int kind)
 int cpu_activation_forward(void *ctx, int kind, float *out, const float *x, size_t n)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int nt = nthreads(c, n);
+    int nt = cpu_nthreads(c, n);
     switch (kind) {
     case LLM_ACT_RELU: /* max(x, 0) */
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -567,7 +546,7 @@ int cpu_activation_backward(void *ctx, int kind, float *dx, const float *dout, c
                             size_t n)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int nt = nthreads(c, n);
+    int nt = cpu_nthreads(c, n);
     switch (kind) {
     case LLM_ACT_RELU: /* relu'(x) = [x > 0] */
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -595,7 +574,7 @@ int cpu_swiglu_forward(void *ctx, float *out, const float *gate, const float *up
 {
     struct cpu_ctx *c = cpu(ctx);
     /* out = silu(g) * u, silu(g) = g * sigmoid(g) */
-#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
     for (size_t i = 0; i < n; i++)
         out[i] = gate[i] * sigmoid(gate[i]) * up[i];
     return 0;
@@ -608,7 +587,7 @@ int cpu_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout, 
     /* With sg = sigmoid(g): silu'(g) = sg (1 + g (1 - sg)), so
      *   dgate = dout * u * sg * (1 + g (1 - sg));  dup = dout * g * sg.
      * Both written; dgate and dup may alias dout / gate / up elementwise. */
-#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float g = gate[i], u = up[i], d = dout[i];
         float sg = sigmoid(g);
@@ -624,7 +603,7 @@ int cpu_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout, 
 int cpu_add(void *ctx, float *out, const float *a, const float *b, size_t n)
 {
     struct cpu_ctx *c = cpu(ctx);
-#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
     for (size_t i = 0; i < n; i++)
         out[i] = a[i] + b[i];
     return 0;
@@ -633,7 +612,7 @@ int cpu_add(void *ctx, float *out, const float *a, const float *b, size_t n)
 int cpu_axpy(void *ctx, float *y, float alpha, const float *x, size_t n)
 {
     struct cpu_ctx *c = cpu(ctx);
-#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
     for (size_t i = 0; i < n; i++)
         y[i] += alpha * x[i];
     return 0;
@@ -642,7 +621,7 @@ int cpu_axpy(void *ctx, float *y, float alpha, const float *x, size_t n)
 int cpu_scale(void *ctx, float *x, float alpha, size_t n)
 {
     struct cpu_ctx *c = cpu(ctx);
-#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
     for (size_t i = 0; i < n; i++)
         x[i] *= alpha;
     return 0;
@@ -674,7 +653,7 @@ static int dropout(struct cpu_ctx *c, float *out, const float *x, size_t n, floa
         return 0;
     }
     float keep_scale = 1.0f / (1.0f - p);
-#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float u = (float)(splitmix64_at(seed, i) >> 40) * 0x1p-24f;
         out[i] = u >= p ? x[i] * keep_scale : 0.0f;
@@ -700,7 +679,7 @@ int cpu_cross_entropy(void *ctx, float *losses, float *dlogits, const float *log
                       const int32_t *targets, int N, int V, float dloss)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("cross_entropy", N, V);
+    int rc = cpu_check_dims("cross_entropy", N, V);
     if (rc)
         return rc;
     for (int n = 0; n < N; n++)
@@ -715,7 +694,7 @@ int cpu_cross_entropy(void *ctx, float *losses, float *dlogits, const float *log
      * sum would round log S to 1e-3).
      * Ignored rows (target < 0): loss 0, dl 0. dlogits may alias logits: each
      * element is read before it is written, and l[target] before any write. */
-#pragma omp parallel for num_threads(nthreads(c, (size_t)N * V)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * V)) schedule(static)
     for (int n = 0; n < N; n++) {
         const float *l = logits + (size_t)n * V;
         float *dl = dlogits ? dlogits + (size_t)n * V : NULL;
@@ -759,7 +738,7 @@ int cpu_sumsq(void *ctx, double *out, const float *x, size_t n)
     double one, *part = nblk == 1 ? &one : malloc(nblk * sizeof(double));
     if (!part)
         return llm_err(LLM_ENOMEM, "out of memory for the sum of squares");
-#pragma omp parallel for num_threads(c->ref ? 1 : nthreads(c, n)) schedule(static)
+#pragma omp parallel for num_threads(c->ref ? 1 : cpu_nthreads(c, n)) schedule(static)
     for (size_t k = 0; k < nblk; k++) {
         size_t i1 = (k + 1) * SUM_BLOCK < n ? (k + 1) * SUM_BLOCK : n;
         double s = 0.0;
@@ -791,7 +770,7 @@ int cpu_adamw(void *ctx, float *p, const float *g, float *m, float *v, size_t n,
     /* gs = g * grad_scale; m = b1 m + (1 - b1) gs; v = b2 v + (1 - b2) gs^2;
      * p -= lr * (m / bc1 / (sqrt(v / bc2) + eps) + wd * p)   (decay decoupled:
      * it is not scaled by the adaptive denominator). */
-#pragma omp parallel for num_threads(nthreads(c, n)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gs = g[i] * grad_scale;
         float mi = b1 * m[i] + (1.0f - b1) * gs;

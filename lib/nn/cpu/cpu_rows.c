@@ -21,26 +21,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Columns per task of scatter_add_rows (a 64-byte cache line). */
-#define COL_CHUNK 16
-/* Below this much work (elements touched) a loop runs on one thread. */
-#define PAR_MIN 16384
-
-static inline struct cpu_ctx *cpu(void *ctx) { return (struct cpu_ctx *)ctx; }
-
-static inline int nthreads(const struct cpu_ctx *c, size_t work)
-{
-    return c->ref || work < PAR_MIN ? 1 : c->threads;
-}
-
-static int check_dims(const char *op, long rows, long width)
-{
-    if (rows < 0)
-        return llm_err(LLM_EINVAL, "%s: row count %ld is negative", op, rows);
-    if (width <= 0)
-        return llm_err(LLM_EINVAL, "%s: width %ld must be positive", op, width);
-    return 0;
-}
 
 /* idx (M) must lie in [0, N); N must be >= 0. */
 static int check_index(const char *op, const int32_t *idx, int M, int N)
@@ -60,13 +40,13 @@ static int check_index(const char *op, const int32_t *idx, int M, int N)
 int cpu_softmax_forward(void *ctx, float *out, const float *x, int N, int C)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("softmax_forward", N, C);
+    int rc = cpu_check_dims("softmax_forward", N, C);
     if (rc)
         return rc;
     /* Per row, with mx = max_j x_j (no exp overflows) and S = sum_j exp(x_j - mx)
      * in double (1 <= S <= C): out_j = exp(x_j - mx) / S. Every x_j is read
      * before out_j is written, so out may alias x. */
-#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -86,13 +66,13 @@ int cpu_softmax_forward(void *ctx, float *out, const float *x, int N, int C)
 int cpu_softmax_backward(void *ctx, float *dx, const float *dout, const float *out, int N, int C)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("softmax_backward", N, C);
+    int rc = cpu_check_dims("softmax_backward", N, C);
     if (rc)
         return rc;
     /* y = softmax(x): dy_j/dx_i = y_j ([i == j] - y_i), so
      * dx_i = sum_j dout_j y_j ([i == j] - y_i) = y_i (dout_i - s), s = sum_j dout_j y_j
      * (s in double, formed before any write: dx may alias dout). */
-#pragma omp parallel for num_threads(nthreads(c, (size_t)N * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
     for (int n = 0; n < N; n++) {
         const float *d = dout + (size_t)n * C, *y = out + (size_t)n * C;
         float *g = dx + (size_t)n * C;
@@ -113,11 +93,11 @@ int cpu_gather_rows(void *ctx, float *out, const float *x, const int32_t *idx, c
                     int N, int C)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("gather_rows", M, C);
+    int rc = cpu_check_dims("gather_rows", M, C);
     if (rc || (rc = check_index("gather_rows", idx, M, N)))
         return rc;
     /* out[m,:] = w[m] * x[idx[m],:]  (M, C) <- (N, C) */
-#pragma omp parallel for num_threads(nthreads(c, (size_t)M * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)M * C)) schedule(static)
     for (int m = 0; m < M; m++) {
         const float *src = x + (size_t)idx[m] * C;
         float *dst = out + (size_t)m * C;
@@ -136,16 +116,16 @@ int cpu_scatter_add_rows(void *ctx, float *out, const float *y, const int32_t *i
                          int M, int N, int C)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("scatter_add_rows", M, C);
+    int rc = cpu_check_dims("scatter_add_rows", M, C);
     if (rc || (rc = check_index("scatter_add_rows", idx, M, N)))
         return rc;
     /* out[idx[m],:] += w[m] * y[m,:]. Rows of out may repeat in idx, so the
      * split is over column chunks; each chunk adds the terms of m = 0..M-1 in
      * order (the sum order of an element never depends on the threads). */
-    int nchunks = (C + COL_CHUNK - 1) / COL_CHUNK;
-#pragma omp parallel for num_threads(nthreads(c, (size_t)M * C)) schedule(static)
+    int nchunks = (C + CPU_COL_CHUNK - 1) / CPU_COL_CHUNK;
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)M * C)) schedule(static)
     for (int k = 0; k < nchunks; k++) {
-        int j0 = k * COL_CHUNK, j1 = j0 + COL_CHUNK < C ? j0 + COL_CHUNK : C;
+        int j0 = k * CPU_COL_CHUNK, j1 = j0 + CPU_COL_CHUNK < C ? j0 + CPU_COL_CHUNK : C;
         for (int m = 0; m < M; m++) {
             float *dst = out + (size_t)idx[m] * C;
             const float *src = y + (size_t)m * C;
@@ -161,7 +141,7 @@ int cpu_rows_dot(void *ctx, float *out, const float *a, const int32_t *idx, cons
                  int N, int C)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("rows_dot", M, C);
+    int rc = cpu_check_dims("rows_dot", M, C);
     if (rc)
         return rc;
     if (idx)
@@ -171,7 +151,7 @@ int cpu_rows_dot(void *ctx, float *out, const float *a, const int32_t *idx, cons
     if (rc)
         return rc;
     /* out[m] = sum_j a[idx[m], j] b[m, j], in float, j in order */
-#pragma omp parallel for num_threads(nthreads(c, (size_t)M * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)M * C)) schedule(static)
     for (int m = 0; m < M; m++) {
         const float *ar = a + (size_t)(idx ? idx[m] : m) * C, *br = b + (size_t)m * C;
         float acc = 0.0f;
@@ -189,14 +169,14 @@ int cpu_copy_cols(void *ctx, float *dst, int dst_stride, const float *src, int s
                   int cols, int accumulate)
 {
     struct cpu_ctx *c = cpu(ctx);
-    int rc = check_dims("copy_cols", rows, cols);
+    int rc = cpu_check_dims("copy_cols", rows, cols);
     if (rc)
         return rc;
     if (dst_stride < cols || src_stride < 0)
         return llm_err(LLM_EINVAL, "copy_cols: strides %d (dst) and %d (src) for %d columns: need "
                        "dst_stride >= cols and src_stride >= 0", dst_stride, src_stride, cols);
     /* dst[r, 0:cols] (=|+=) src[r, 0:cols], rows strided */
-#pragma omp parallel for num_threads(nthreads(c, (size_t)rows * cols)) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)rows * cols)) schedule(static)
     for (int r = 0; r < rows; r++) {
         float *d = dst + (size_t)r * dst_stride;
         const float *s = src + (size_t)r * src_stride;
