@@ -26,6 +26,8 @@ enum llm_device { LLM_DEVICE_CPU, LLM_DEVICE_CUDA, LLM_DEVICE_AUTO };
 enum llm_optim_name { LLM_OPTIM_ADAMW, LLM_OPTIM_MUON, LLM_OPTIM_SOAP, LLM_OPTIM_SGD };
 enum llm_schedule_name { LLM_SCHEDULE_COSINE, LLM_SCHEDULE_WSD, LLM_SCHEDULE_CONSTANT, LLM_SCHEDULE_LINEAR };
 enum llm_cooldown { LLM_COOLDOWN_LINEAR, LLM_COOLDOWN_1_SQRT };
+enum llm_data_order { LLM_DATA_RANDOM, LLM_DATA_SEQUENTIAL };
+enum llm_data_boundaries { LLM_DATA_BOUNDARIES_AUTO, LLM_DATA_BOUNDARIES_ALIGN, LLM_DATA_BOUNDARIES_CROSS };
 
 /* Dim letters as in llm.c: V vocab, T sequence, C channels, L layers,
  * NH heads, HS = C / NH head size, B batch. */
@@ -62,6 +64,9 @@ struct llm_data_config {
     char *train;     /* token shard for training; "" = unset */
     char *val;       /* token shard for evaluation; "" = unset */
     char *tokenizer; /* tokenizer.json; "" = unset */
+    enum llm_data_order order;           /* random windows or sequential epochs */
+    int eot;                             /* end-of-text token id; -1 = none */
+    enum llm_data_boundaries boundaries; /* auto = align when eot >= 0, else cross */
 };
 
 struct llm_train_config {
@@ -78,6 +83,9 @@ struct llm_train_config {
     enum llm_device device;
     int threads;          /* CPU threads; 0 = all cores */
     int log_every;        /* steps between log lines and metrics rows */
+    int64_t batch_tokens; /* tokens per optimizer step; 0 = batch_size * T * grad_accum */
+    double spike_factor;  /* skip a step whose loss exceeds this times the running mean; 0 = off */
+    int max_skipped;      /* stop after this many skipped (NaN/spike) steps */
 };
 
 struct llm_optim_config {
@@ -89,6 +97,10 @@ struct llm_optim_config {
     double momentum;           /* muon and sgd */
     bool nesterov;             /* muon and sgd */
     int precondition_frequency; /* soap: steps between eigenbasis updates */
+    int max_precond_dim;       /* soap: sides larger than this are not rotated */
+    double adamw_lr;           /* muon: peak lr of the AdamW-handled tensors; 0 = optim.lr */
+    bool decay_embeddings;     /* weight decay on tok_emb/pos_emb too */
+    bool decay_norms_biases;   /* weight decay on norm gains and biases too */
 };
 
 struct llm_schedule_config {

@@ -20,6 +20,8 @@ _Static_assert(sizeof(enum llm_device) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_optim_name) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_schedule_name) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_cooldown) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum llm_data_order) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum llm_data_boundaries) == sizeof(int), "enum size");
 
 /* Index = C enum value, so the table and the enums cannot disagree. */
 static const char *const activation_names[] = {
@@ -48,6 +50,11 @@ static const char *const schedule_names[] = {
     [LLM_SCHEDULE_CONSTANT] = "constant", [LLM_SCHEDULE_LINEAR] = "linear", NULL};
 static const char *const cooldown_names[] = {
     [LLM_COOLDOWN_LINEAR] = "linear", [LLM_COOLDOWN_1_SQRT] = "1-sqrt", NULL};
+static const char *const order_names[] = {
+    [LLM_DATA_RANDOM] = "random", [LLM_DATA_SEQUENTIAL] = "sequential", NULL};
+static const char *const boundaries_names[] = {
+    [LLM_DATA_BOUNDARIES_AUTO] = "auto", [LLM_DATA_BOUNDARIES_ALIGN] = "align",
+    [LLM_DATA_BOUNDARIES_CROSS] = "cross", NULL};
 
 /* Largest integer a JSON number (a double) holds exactly. */
 #define I64_MAX_EXACT ((int64_t)9007199254740991)
@@ -120,6 +127,13 @@ static const struct llm_config_key keys[] = {
     STR("data.train", data.train, "", 0, "token shard to train on (\"\" = unset)"),
     STR("data.val", data.val, "", 0, "token shard to evaluate on (\"\" = unset)"),
     STR("data.tokenizer", data.tokenizer, "", 0, "tokenizer.json of the shards (\"\" = unset)"),
+    ENUM("data.order", data.order, LLM_DATA_RANDOM, order_names,
+         "training windows: uniformly random (seeded), or sequential epochs over the data"),
+    {.path = "data.eot", .type = LLM_CONFIG_INT, .offset = OFF(data.eot, int), .idef = -1, .ilo = -1,
+     .ihi = INT_MAX, .doc = "end-of-text token id that separates documents; -1 = none"},
+    ENUM("data.boundaries", data.boundaries, LLM_DATA_BOUNDARIES_AUTO, boundaries_names,
+         "align: windows start at document starts and the loss stops at the document's end; "
+         "cross: windows span documents; auto = align when data.eot >= 0"),
 
     INT("train.batch_size", train.batch_size, 8, 1, "B: sequences per micro-batch"),
     INT("train.grad_accum", train.grad_accum, 1, 1, "micro-batches accumulated per optimizer step"),
@@ -134,6 +148,11 @@ static const struct llm_config_key keys[] = {
     ENUM("train.device", train.device, LLM_DEVICE_AUTO, device_names, "backend; auto = cuda when a GPU is usable, else cpu"),
     INT("train.threads", train.threads, 0, 0, "CPU threads; 0 = all cores"),
     INT("train.log_every", train.log_every, 10, 1, "steps between log lines and metrics.jsonl rows"),
+    I64("train.batch_tokens", train.batch_tokens, 0, 0,
+        "tokens per optimizer step; sets grad_accum = batch_tokens / (batch_size * context_length); 0 = unset"),
+    NUM("train.spike_factor", train.spike_factor, 0.0, GE0,
+        "skip a step whose loss exceeds this times the running mean loss; 0 = off (NaN/inf always skip)"),
+    INT("train.max_skipped", train.max_skipped, 10, 0, "stop the run after this many skipped steps"),
 
     ENUM("optim.name", optim.name, LLM_OPTIM_ADAMW, optim_names, "optimizer"),
     NUM("optim.lr", optim.lr, 3e-4, GT0, "peak learning rate"),
@@ -144,6 +163,12 @@ static const struct llm_config_key keys[] = {
     BOOL("optim.nesterov", optim.nesterov, true, "muon/sgd: Nesterov momentum"),
     INT("optim.precondition_frequency", optim.precondition_frequency, 10, 1,
         "soap: steps between updates of the preconditioner eigenbases"),
+    INT("optim.max_precond_dim", optim.max_precond_dim, 2048, 1,
+        "soap: a side of a matrix longer than this keeps the identity basis (no rotation)"),
+    NUM("optim.adamw_lr", optim.adamw_lr, 0.0, GE0,
+        "muon: peak lr of embeddings, head, norms and biases (AdamW); 0 = optim.lr"),
+    BOOL("optim.decay_embeddings", optim.decay_embeddings, false, "apply weight decay to tok_emb and pos_emb"),
+    BOOL("optim.decay_norms_biases", optim.decay_norms_biases, false, "apply weight decay to norm gains and biases"),
 
     ENUM("schedule.name", schedule.name, LLM_SCHEDULE_COSINE, schedule_names,
          "learning-rate schedule after warmup: cosine, warmup-stable-decay, constant or linear decay"),
@@ -245,6 +270,24 @@ static int rule_mla(const struct llm_config *c)
     return 0;
 }
 
+static int rule_batch_tokens(const struct llm_config *c)
+{
+    int64_t seq = (int64_t)c->train.batch_size * c->model.context_length;
+    if (c->train.batch_tokens && c->train.batch_tokens % seq)
+        return llm_err(LLM_EINVAL, "train.batch_tokens: expected a multiple of train.batch_size * "
+                       "model.context_length (%lld), got %lld", (long long)seq,
+                       (long long)c->train.batch_tokens);
+    return 0;
+}
+
+static int rule_eot(const struct llm_config *c)
+{
+    if (c->data.eot >= c->model.vocab_size)
+        return llm_err(LLM_EINVAL, "data.eot: expected a token id below model.vocab_size (%d), got %d",
+                       c->model.vocab_size, c->data.eot);
+    return 0;
+}
+
 static int rule_warmup(const struct llm_config *c)
 {
     if (c->schedule.warmup > c->train.steps)
@@ -262,6 +305,8 @@ static const struct llm_config_rule rules[] = {
     {"with `model.attention` sliding, `model.window` >= 1", rule_window},
     {"with `model.attention_kv` mla, `model.kv_lora_rank` >= 1", rule_mla},
     {"`schedule.warmup` <= `train.steps`", rule_warmup},
+    {"`train.batch_tokens` is 0 or a multiple of `train.batch_size * model.context_length`", rule_batch_tokens},
+    {"`data.eot` < `model.vocab_size`", rule_eot},
 };
 
 const struct llm_config_rule *llm_config_rules(size_t *n)

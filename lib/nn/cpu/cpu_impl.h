@@ -94,6 +94,14 @@ int cpu_rope_forward(void *ctx, float *x, int B, int T, int H, int HS, int rot_d
 int cpu_rope_backward(void *ctx, float *dx, int B, int T, int H, int HS, int rot_dims, float theta,
                       int pos0);
 
+/* cpu_ops.c: row-major C (M, Nc) = A' (M, K) @ B' (K, Nc) + beta C on a fixed
+ * grid of output tiles, each an OpenBLAS single-thread sgemm (bit-identical for
+ * any thread count). ta: A stored (K, M); tb: B stored (Nc, K). bias (Nc) or
+ * NULL: rows start at bias and beta is taken as 1. */
+void cpu_gemm_tiled(const struct cpu_ctx *c, int ta, int tb, int M, int Nc, int K, const float *A,
+                    int lda, const float *B, int ldb, float beta, float *Cm, int ldc,
+                    const float *bias);
+
 /* cpu_rows.c: row softmax, gather/scatter by index, row dots, column blocks */
 int cpu_softmax_forward(void *ctx, float *out, const float *x, int N, int C);
 int cpu_softmax_backward(void *ctx, float *dx, const float *dout, const float *out, int N, int C);

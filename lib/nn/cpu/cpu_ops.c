@@ -380,7 +380,7 @@ static void blas_single_thread(void)
  * (ta: A stored (K, M), lda) and B' is B (tb: B stored (Nc, K), ldb), on the
  * fixed tile grid. bias (Nc, may be NULL): each tile's C rows are first set to
  * bias and beta is taken as 1 (out = x @ w^T + bias in one pass). */
-static void gemm_tiled(const struct cpu_ctx *c, int ta, int tb, int M, int Nc, int K,
+void cpu_gemm_tiled(const struct cpu_ctx *c, int ta, int tb, int M, int Nc, int K,
                        const float *A, int lda, const float *B, int ldb, float beta, float *Cm,
                        int ldc, const float *bias)
 {
@@ -432,7 +432,7 @@ int cpu_matmul_forward(void *ctx, float *out, const float *x, const float *w, co
         return 0;
     }
     /* out (N, OC) = x (N, C) @ w^T (C, OC) [+ bias] */
-    gemm_tiled(c, 0, 1, N, OC, C, x, C, w, C, 0.0f, out, OC, bias);
+    cpu_gemm_tiled(c, 0, 1, N, OC, C, x, C, w, C, 0.0f, out, OC, bias);
     return 0;
 }
 
@@ -481,10 +481,10 @@ int cpu_matmul_backward(void *ctx, float *dx, float *dw, float *dbias, const flo
     }
     /* dx (N, C) = dout (N, OC) @ w (OC, C) */
     if (dx)
-        gemm_tiled(c, 0, 0, N, C, OC, dout, OC, w, C, 0.0f, dx, C, NULL);
+        cpu_gemm_tiled(c, 0, 0, N, C, OC, dout, OC, w, C, 0.0f, dx, C, NULL);
     /* dw (OC, C) += dout^T (OC, N) @ x (N, C) */
     if (dw)
-        gemm_tiled(c, 1, 0, OC, C, N, dout, OC, x, C, 1.0f, dw, C, NULL);
+        cpu_gemm_tiled(c, 1, 0, OC, C, N, dout, OC, x, C, 1.0f, dw, C, NULL);
     if (dbias)
         colsum_add(c, dbias, dout, N, OC, (size_t)OC);
     return 0;
