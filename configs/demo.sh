@@ -34,12 +34,20 @@ head -n 8 "$out/config.json"
 echo "   ... (full effective config in $out/config.json)"
 
 echo
-echo "== what that model is: parameters, FLOPs per token, memory"
-"$LLM" info configs/tiny.json | head -n 20
+echo "== the GPT-2-style reference model of bench/: parameters, FLOPs per token, memory"
+"$LLM" info configs/gpt2-ref.json | head -n 20
 
 echo
 echo "== a bad config is refused with one line naming the key"
 "$LLM" config configs/tiny.json --set model.d_model=-5 || true
 
 echo
-echo "demo done: pretraining and generation arrive with the next issues."
+echo "== pretrain configs/tiny.json on this repository's text (docs and C sources; ~2 minutes on 2 cores)"
+LLM="$LLM" sh configs/tiny.sh "$out/tiny"
+"$LLM" pretrain configs/tiny.json --set data.train="$out/tiny/train.bin" --set data.val="$out/tiny/val.bin" \
+    --set data.tokenizer="$out/tiny/tokenizer.json" --set train.out_dir="$out/runs/tiny" --json >"$out/summary.json"
+cat "$out/summary.json"
+echo "   run folder $out/runs/tiny: metrics.jsonl, loss.svg, checkpoints; run the same command again to resume"
+
+echo
+echo "demo done: generation arrives with the next issue."

@@ -186,3 +186,29 @@ fail:
         fclose(f);
     return rc;
 }
+
+int llm_mkdir_p(const char *path)
+{
+    size_t n = strlen(path);
+    char *buf = llm_malloc(n + 1, "a path");
+    if (!buf)
+        return LLM_ENOMEM;
+    memcpy(buf, path, n + 1);
+    int rc = 0;
+    for (char *p = buf + 1; !rc && n; p++) {
+        if (*p != '/' && *p)
+            continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST)
+            rc = llm_err(LLM_EIO, "cannot create folder '%s': %s", buf, strerror(errno));
+        *p = c;
+        if (!c)
+            break;
+    }
+    struct stat st;
+    if (!rc && (stat(path, &st) || !S_ISDIR(st.st_mode)))
+        rc = llm_err(LLM_EIO, "'%s' is not a folder", path);
+    free(buf);
+    return rc;
+}

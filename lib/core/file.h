@@ -30,6 +30,10 @@ int llm_fwrite(FILE *f, const void *p, size_t n, const char *path);
  * refuses files larger than max_bytes. Caller frees *out. */
 int llm_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
 
+/* mkdir -p: creates path and its missing parents; an existing folder is fine,
+ * an existing non-folder is LLM_EIO. */
+int llm_mkdir_p(const char *path);
+
 /* Opens path for reading ("-" = stdin), with an error naming it. */
 int llm_fopen_read(const char *path, FILE **out);
 

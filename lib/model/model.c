@@ -557,7 +557,8 @@ int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t 
     int N = B * T, C = c->d_model, V = c->vocab_size;
     m->B = B, m->T = T;
     m->training = training;
-    m->dropout_seed = llm_rng_u64(&m->rng);
+    if (training) /* evaluation draws nothing: it never shifts the dropout masks of training */
+        m->dropout_seed = llm_rng_u64(&m->rng);
     if ((rc = m->be->ops->upload(m->be->ctx, m->tokens, tokens, (size_t)N * sizeof(int32_t))) ||
         (rc = OP(m, embedding_forward, A->emb, m->tokens, P(m, A->tok_emb), N, C, V)))
         return rc;

@@ -72,36 +72,69 @@ static int save_header(cJSON **out, const struct llm_model_config *mc, const cJS
     return 0;
 }
 
-int llm_model_save(const struct llm_model *m, const char *path, const cJSON *extra_header)
+/* Streams n floats of device memory at src into the open tensor of w. */
+static int write_device(struct llm_ckpt_writer *w, const struct llm_backend *be, float *buf,
+                        const float *src, size_t n)
+{
+    int rc = 0;
+    for (size_t at = 0; !rc && at < n; at += PIECE_FLOATS) {
+        size_t k = n - at < PIECE_FLOATS ? n - at : PIECE_FLOATS;
+        rc = be->ops->download(be->ctx, buf, src + at, k * sizeof(float));
+        if (!rc)
+            rc = llm_ckpt_writer_append(w, buf, k * sizeof(float));
+    }
+    return rc;
+}
+
+int llm_model_save_state(const struct llm_model *m, const char *path, const cJSON *extra_header,
+                         const struct llm_state_tensor *state, size_t nstate)
 {
     cJSON *h = NULL;
     struct llm_ckpt_writer *w = NULL;
     float *buf = NULL;
-    int rc = save_header(&h, &m->cfg, extra_header, path);
+    int rc = 0;
+    for (size_t i = 0; !rc && i < nstate; i++)
+        if (strncmp(state[i].name, LLM_STATE_PREFIX, strlen(LLM_STATE_PREFIX)))
+            rc = llm_err(LLM_EINVAL, "%s: state tensor '%s' does not start with \"" LLM_STATE_PREFIX "\"",
+                         path, state[i].name);
+    if (!rc)
+        rc = save_header(&h, &m->cfg, extra_header, path);
     if (!rc)
         rc = llm_ckpt_writer_open(&w, path, h, NULL);
     cJSON_Delete(h);
     if (!rc && !(buf = llm_malloc(PIECE_FLOATS * sizeof(float), "a download buffer")))
         rc = LLM_ENOMEM;
     const struct llm_backend *be = m->be;
-    for (size_t i = 0; !rc && i < m->layout.n; i++) {
-        const struct llm_param_spec *s = &m->layout.p[i];
-        rc = llm_ckpt_writer_begin(w, s->name, LLM_CKPT_F32, s->ndim, s->shape);
-        for (size_t at = 0; !rc && at < s->numel; at += PIECE_FLOATS) {
-            size_t k = s->numel - at < PIECE_FLOATS ? s->numel - at : PIECE_FLOATS;
-            rc = be->ops->download(be->ctx, buf, m->params + s->offset + at, k * sizeof(float));
-            if (!rc)
-                rc = llm_ckpt_writer_append(w, buf, k * sizeof(float));
+    for (size_t i = 0; !rc && i < m->layout.n + nstate; i++) {
+        const char *name;
+        int ndim;
+        const int64_t *shape;
+        const float *src;
+        size_t numel;
+        if (i < m->layout.n) {
+            const struct llm_param_spec *s = &m->layout.p[i];
+            name = s->name, ndim = s->ndim, shape = s->shape, src = m->params + s->offset, numel = s->numel;
+        } else {
+            const struct llm_state_tensor *t = &state[i - m->layout.n];
+            name = t->name, ndim = t->ndim, shape = t->shape, src = t->data, numel = t->numel;
         }
+        rc = llm_ckpt_writer_begin(w, name, LLM_CKPT_F32, ndim, shape);
+        if (!rc)
+            rc = write_device(w, be, buf, src, numel);
         if (!rc)
             rc = llm_ckpt_writer_end(w);
         if (rc)
-            llm_err_wrap(rc, "saving tensor '%s'", s->name);
+            llm_err_wrap(rc, "saving tensor '%s'", name);
     }
     free(buf);
     if (w)
         rc = rc ? (llm_ckpt_writer_abort(w), rc) : llm_ckpt_writer_commit(w);
     return rc;
+}
+
+int llm_model_save(const struct llm_model *m, const char *path, const cJSON *extra_header)
+{
+    return llm_model_save_state(m, path, extra_header, NULL, 0);
 }
 
 /* ---- reading a model checkpoint ---- */
@@ -136,7 +169,8 @@ static int check_header(struct llm_model_file *f, const cJSON *h)
     return rc ? llm_err_wrap(rc, "%s: header \"config\"", p) : 0;
 }
 
-/* Every layout tensor present as f32 with its shape; nothing else. */
+/* Every layout tensor present as f32 with its shape; nothing else but
+ * training state (names starting with LLM_STATE_PREFIX). */
 static int check_tensors(struct llm_model_file *f)
 {
     const struct llm_param_layout *l = &f->layout;
@@ -162,7 +196,7 @@ static int check_tensors(struct llm_model_file *f)
     }
     for (size_t k = 0; k < llm_ckpt_count(f->r); k++) {
         const char *name = llm_ckpt_tensor(f->r, k)->name;
-        if (llm_param_find(l, name) < 0)
+        if (llm_param_find(l, name) < 0 && strncmp(name, LLM_STATE_PREFIX, strlen(LLM_STATE_PREFIX)))
             return llm_err(LLM_EFORMAT, "%s: unexpected tensor '%s' (not a parameter of the config's model)",
                            p, name);
     }
@@ -222,6 +256,13 @@ static int upload_piece(void *ctx, const void *data, size_t n, uint64_t offset)
 {
     struct upload_ctx *u = ctx;
     return u->be->ops->upload(u->be->ctx, u->dst + offset, data, n);
+}
+
+/* Uploads tensor i of r into n floats of device memory at dst (shape checked by the caller). */
+int llm_model_read_device(struct llm_ckpt_reader *r, size_t i, struct llm_backend *be, float *dst)
+{
+    struct upload_ctx u = {be, (char *)dst};
+    return llm_ckpt_read_chunks(r, i, upload_piece, &u);
 }
 
 int llm_model_load(struct llm_model *m, const char *path, struct llm_backend *be, cJSON **header_out)

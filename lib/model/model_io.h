@@ -30,9 +30,29 @@
  * Parameters are downloaded from the backend in 1 MiB pieces. */
 int llm_model_save(const struct llm_model *m, const char *path, const cJSON *extra_header);
 
+/* Training state stored next to the parameters (optimizer moments, ...):
+ * names start with "optim." so they can never collide with a parameter, and
+ * readers of the model (load, export, info) skip them. data is device memory
+ * (borrowed), numel f32 values. */
+#define LLM_STATE_PREFIX "optim."
+struct llm_state_tensor {
+    const char *name;
+    int ndim;
+    const int64_t *shape;
+    size_t numel;
+    const float *data;
+};
+
+/* llm_model_save plus the state tensors after the parameters (a training
+ * checkpoint). A name without the prefix is LLM_EINVAL. */
+int llm_model_save_state(const struct llm_model *m, const char *path, const cJSON *extra_header,
+                         const struct llm_state_tensor *state, size_t nstate);
+/* Reads tensor i of r (f32; the caller checked its size) into device memory dst of be. */
+int llm_model_read_device(struct llm_ckpt_reader *r, size_t i, struct llm_backend *be, float *dst);
+
 /* Builds m (uninitialized) on be from the checkpoint at path: config from
  * the header, then every tensor, checked by name, dtype and shape, none
- * missing or extra. With header_out non-NULL, *header_out is a copy of the
+ * missing or extra (state tensors, "optim.*", are skipped). With header_out non-NULL, *header_out is a copy of the
  * whole header (the caller cJSON_Deletes it). On error m is released (zeroed)
  * and *header_out is NULL. */
 int llm_model_load(struct llm_model *m, const char *path, struct llm_backend *be, cJSON **header_out);

@@ -183,6 +183,32 @@ struct llm_backend_ops {
      * p -= lr * (m / (1-b1^t) / (sqrt(v / (1-b2^t)) + eps) + wd * p); g scaled by grad_scale first. */
     int (*adamw)(void *ctx, float *p, const float *g, float *m, float *v, size_t n, float lr,
                  float b1, float b2, float eps, float wd, int t, float grad_scale);
+
+    /* ---- optimizers: Muon, SOAP, SGD (lib/optim; docs/optim.md) ----
+     * General row-major matrix product C (M, N) = alpha op(A) op(B) + beta C,
+     * op(A) (M, K) being A stored (M, K) with row stride lda >= K, or with ta
+     * A^T for A stored (K, M), lda >= M; op(B) (K, N) being B stored (K, N),
+     * ldb >= N, or with tb B^T for B stored (N, K), ldb >= K; ldc >= N.
+     * M, N, K >= 0 (K = 0: C = beta C). beta = 0 writes C without reading it
+     * (it may hold NaN). C overlaps neither A nor B. Deterministic: the same
+     * bits for any thread count. */
+    int (*gemm)(void *ctx, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                int lda, const float *B, int ldb, float beta, float *C, int ldc);
+    /* SGD with momentum, decoupled decay, g scaled by grad_scale first:
+     * b = mu b + g; u = nesterov ? g + mu b : b; p -= lr wd p + lr u. */
+    int (*sgd)(void *ctx, float *p, const float *g, float *b, size_t n, float lr, float mu,
+               int nesterov, float wd, float grad_scale);
+    /* The momentum step alone (Muon), g scaled by grad_scale first:
+     * b = mu b + g; u = nesterov ? g + mu b : b. u (n) is written; it may not alias b. */
+    int (*momentum)(void *ctx, float *u, float *b, const float *g, size_t n, float mu,
+                    int nesterov, float grad_scale);
+    /* Adam's direction without applying it (SOAP's rotated space), step t >= 1,
+     * g scaled by grad_scale first: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * out = (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps). out may alias g. */
+    int (*adam_direction)(void *ctx, float *out, const float *g, float *m, float *v, size_t n,
+                          float b1, float b2, float eps, int t, float grad_scale);
+    /* p = a p + b x (n): decay and step in one pass, p = (1 - lr wd) p - lr u. */
+    int (*scale_add)(void *ctx, float *p, float a, const float *x, float b, size_t n);
 };
 
 enum llm_activation_kind { LLM_ACT_RELU, LLM_ACT_GELU, LLM_ACT_RELU2 };

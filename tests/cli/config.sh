@@ -23,7 +23,7 @@ fails() {
 expect "config of configs/tiny.json" 0 "$LLM" config configs/tiny.json
 cp "$T/out" "$T/tiny.json"
 json_ok "$T/tiny.json" "output is JSON"
-has "$T/tiny.json" "has model.d_model" '"d_model": 256'
+has "$T/tiny.json" "has model.d_model" '"d_model": 128'
 has "$T/tiny.json" "has a default not in the file" '"precondition_frequency": 10'
 has "$T/tiny.json" "has the file's value over the default" '"out_dir": "runs/tiny"'
 has "$T/tiny.json" "has optim.betas" '"betas": \[0.9, 0.95\]'

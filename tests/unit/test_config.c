@@ -659,8 +659,8 @@ static void test_tiny_config(void **state)
     struct llm_config c;
     if (llm_config_load(&c, "configs/tiny.json", NULL, 0))
         fail_msg("configs/tiny.json: %s", llm_errmsg());
-    assert_int_equal(c.model.d_model, 256);
-    assert_string_equal(c.data.train, "train.bin");
+    assert_int_equal(c.model.d_model, 128);
+    assert_string_equal(c.data.train, "data/tiny/train.bin");
     assert_round_trip(&c);
     llm_config_release(&c);
 }

@@ -95,6 +95,11 @@ static const struct llm_backend_ops cpu_ops = {
     .cross_entropy = cpu_cross_entropy,
     .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,
+    .gemm = cpu_gemm,
+    .sgd = cpu_sgd,
+    .momentum = cpu_momentum,
+    .adam_direction = cpu_adam_direction,
+    .scale_add = cpu_scale_add,
 };
 
 int llm_backend_cpu_init(struct llm_backend *b, int threads, int ref)

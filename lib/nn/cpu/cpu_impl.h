@@ -28,6 +28,15 @@ static inline int cpu_nthreads(const struct cpu_ctx *c, size_t work)
     return work < CPU_PAR_MIN ? 1 : c->threads;
 }
 
+/* cpu_ops.c: vector math shared by the CPU op files. cpu_has_avx2: 1 when
+ * the CPU runs AVX2 + FMA (the fast paths), checked once at run time.
+ * cpu_exp_row: y[j] = exp(a x[j] - b) for j < n (y may be x, or NULL: only
+ * the sum), returning sum_j y[j] in double, summed in an order that depends
+ * only on n; with AVX2 a polynomial exp of relative error < 1e-7 (expf
+ * otherwise), exactly 0 below exp(-87.3), NaN kept. */
+int cpu_has_avx2(void);
+double cpu_exp_row(float *y, const float *x, int n, float a, float b);
+
 /* rows >= 0 and width > 0, or LLM_EINVAL naming op. */
 static inline int cpu_check_dims(const char *op, long rows, long width)
 {
@@ -113,5 +122,16 @@ int cpu_rows_dot(void *ctx, float *out, const float *a, const int32_t *idx, cons
                  int N, int C);
 int cpu_copy_cols(void *ctx, float *dst, int dst_stride, const float *src, int src_stride, int rows,
                   int cols, int accumulate);
+
+/* cpu_optim.c: the optimizer ops (gemm, sgd, momentum, adam_direction, scale_add) */
+int cpu_gemm(void *ctx, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc);
+int cpu_sgd(void *ctx, float *p, const float *g, float *b, size_t n, float lr, float mu,
+            int nesterov, float wd, float grad_scale);
+int cpu_momentum(void *ctx, float *u, float *b, const float *g, size_t n, float mu, int nesterov,
+                 float grad_scale);
+int cpu_adam_direction(void *ctx, float *out, const float *g, float *m, float *v, size_t n,
+                       float b1, float b2, float eps, int t, float grad_scale);
+int cpu_scale_add(void *ctx, float *p, float a, const float *x, float b, size_t n);
 
 #endif
