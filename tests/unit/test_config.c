@@ -195,6 +195,8 @@ static cJSON *other_value(const struct llm_config *c, const struct llm_config_ke
     case LLM_CONFIG_I64:
         d = cur->valuedouble;
         v = cJSON_CreateNumber(d > 0 ? d * 2 : (double)k->ilo + 1);
+        if (!strcmp(k->path, "train.batch_tokens")) /* a rule: a multiple of the micro-batch */
+            v->valuedouble = 2.0 * c->train.batch_size * c->model.context_length;
         break;
     case LLM_CONFIG_NUM:
         d = cur->valuedouble;

@@ -278,7 +278,7 @@ static void write_damaged(const char *path, const struct llm_model_config *mc, e
     }
     if (d == D_EXTRA) {
         int64_t shape[1] = {4};
-        assert_int_equal(llm_ckpt_write_tensor(w, "optim.m.tok_emb.weight", LLM_CKPT_F32, 1, shape, z), 0);
+        assert_int_equal(llm_ckpt_write_tensor(w, "junk.m.tok_emb.weight", LLM_CKPT_F32, 1, shape, z), 0);
     }
     assert_int_equal(llm_ckpt_writer_commit(w), 0);
     free(z);
@@ -314,7 +314,7 @@ static void test_load_errors(void **state)
     } cases[] = {
         {D_MISSING, LLM_EFORMAT, "is missing"},
         {D_SHAPE, LLM_EFORMAT, "has shape"},
-        {D_EXTRA, LLM_EFORMAT, "unexpected tensor 'optim.m.tok_emb.weight'"},
+        {D_EXTRA, LLM_EFORMAT, "unexpected tensor 'junk.m.tok_emb.weight'"},
         {D_DTYPE, LLM_EFORMAT, "is f16, expected f32"},
         {D_NOFORMAT, LLM_EFORMAT, "not a model checkpoint"},
         {D_VERSION, LLM_EUNSUPPORTED, "newer than this build"},
