@@ -395,13 +395,12 @@ static int sweep(const char *config, const struct llm_config *base, const struct
         } else {
             for (int i = 0; i < nax; i++)
                 printf("%-16s ", ax[i].vals[idx[i]]);
-            char st[64];
+            printf("%10.4f %10.4f %8.0f  ", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
+                   cJSON_IsNumber(lo) ? lo->valuedouble : NAN, cJSON_IsNumber(sp) ? sp->valuedouble : NAN);
             if (jb[p].status == 0)
-                snprintf(st, sizeof(st), "ok");
+                printf("ok\n");
             else
-                snprintf(st, sizeof(st), "failed (exit %d, see %s/log.txt)", jb[p].status, jb[p].dir);
-            printf("%10.4f %10.4f %8.0f  %s\n", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
-                   cJSON_IsNumber(lo) ? lo->valuedouble : NAN, cJSON_IsNumber(sp) ? sp->valuedouble : NAN, st);
+                printf("failed (exit %d, see %s/log.txt)\n", jb[p].status, jb[p].dir);
         }
         cJSON_Delete(s);
     }
@@ -440,8 +439,8 @@ int cmd_pretrain(int argc, char **argv)
     };
     const struct llm_cmd_spec spec = {
         .name = "pretrain",
-        .usage = "CONFIG.json [--set PATH=VALUE]... [--resume DIR|CKPT] [--sweep KEY=V1,V2]... [-j N]\n"
-                 "                    [--stop-after N] [--json]",
+        .usage = "CONFIG.json [--set PATH=VALUE]... [--resume DIR|CKPT] [--sweep KEY=V1,V2]... [-j N] "
+                 "[--stop-after N] [--json]",
         .summary = "Train a model from scratch on token shards (data.train), evaluating on data.val.",
         .opts = opts,
         .min_pos = 1,

@@ -164,11 +164,14 @@ fails "sweep: a bad value fails before any run" 1 "sweep point" "$LLM" pretrain 
     --set train.out_dir="$T/sw2" --sweep model.d_model=16,-3
 if [ ! -e "$T/sw2" ]; then ok "sweep: nothing run after a bad point"; else nok "sweep: nothing run after a bad point"; fi
 
-# ---- skipped steps: a diverging run stops with one clear line ----
+# ---- skipped steps: a diverging run warns at each skip, then stops with one error line ----
 # shellcheck disable=SC2086
-fails "diverging run: stops after max_skipped" 1 "steps skipped" "$LLM" pretrain configs/tiny.json $SMALL -q \
-    --set train.steps=50 --set optim.lr=1e12 --set train.clip_grad=0 --set train.max_skipped=2 \
-    --set train.out_dir="$T/nan"
+run "$LLM" pretrain configs/tiny.json $SMALL --set train.steps=50 --set optim.lr=1e12 --set train.clip_grad=0 \
+    --set train.max_skipped=2 --set train.out_dir="$T/nan"
+if [ "$rc" -eq 1 ] && [ "$(grep -c 'step skipped' "$T/err")" -eq 3 ] && [ "$(grep -c 'error' "$T/err")" -eq 1 ] &&
+    tail -n 1 "$T/err" | grep -q 'steps skipped (train.max_skipped is 2)'; then
+    ok "diverging run: 3 skips, then it stops with one error line"
+else nok "diverging run: 3 skips, then it stops" "exit $rc" "$(tail -c 600 "$T/err")"; fi
 
 # ---- bad input ----
 fails "missing config" 1 "nope.json" "$LLM" pretrain "$T/nope.json"

@@ -6,6 +6,36 @@
 
 #include "nn/backend.h"
 
+/* ---- allocation pool: everything a test allocates, freed by pool_free ---- */
+
+#define POOL_MAX 1024
+static void *pool[POOL_MAX];
+static int npool;
+
+static inline void *keep(void *p)
+{
+    assert_non_null(p);
+    assert_true(npool < POOL_MAX);
+    pool[npool++] = p;
+    return p;
+}
+
+static inline void pool_free(void)
+{
+    while (npool > 0)
+        free(pool[--npool]);
+}
+
+static inline float *fnew(size_t n) { return keep(calloc(n ? n : 1, sizeof(float))); }
+static inline double *dnew(size_t n) { return keep(calloc(n ? n : 1, sizeof(double))); }
+
+static inline float *fcopy(const float *a, size_t n)
+{
+    float *p = fnew(n);
+    memcpy(p, a, n * sizeof(float));
+    return p;
+}
+
 /* be[ref][threads - 1] */
 static struct llm_backend be[2][2];
 

@@ -27,36 +27,6 @@
 #define FD_H 1e-5
 
 
-/* ---- allocation pool: everything a test allocates, freed by pool_free ---- */
-
-#define POOL_MAX 512
-static void *pool[POOL_MAX];
-static int npool;
-
-static void *keep(void *p)
-{
-    assert_non_null(p);
-    assert_true(npool < POOL_MAX);
-    pool[npool++] = p;
-    return p;
-}
-
-static void pool_free(void)
-{
-    while (npool > 0)
-        free(pool[--npool]);
-}
-
-static float *fnew(size_t n) { return keep(calloc(n ? n : 1, sizeof(float))); }
-static double *dnew(size_t n) { return keep(calloc(n ? n : 1, sizeof(double))); }
-
-static float *fcopy(const float *a, size_t n)
-{
-    float *p = fnew(n);
-    memcpy(p, a, n * sizeof(float));
-    return p;
-}
-
 /* Uniform in [lo, hi), seeded. */
 static float *frand(uint64_t seed, size_t n, float lo, float hi)
 {

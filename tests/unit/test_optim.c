@@ -30,36 +30,6 @@
 #include "optim/schedule.h"
 #include "nntest.h"
 
-/* ---- allocation pool: everything a test allocates, freed by pool_free ---- */
-
-#define POOL_MAX 1024
-static void *pool[POOL_MAX];
-static int npool;
-
-static void *keep(void *p)
-{
-    assert_non_null(p);
-    assert_true(npool < POOL_MAX);
-    pool[npool++] = p;
-    return p;
-}
-
-static void pool_free(void)
-{
-    while (npool > 0)
-        free(pool[--npool]);
-}
-
-static float *fnew(size_t n) { return keep(calloc(n ? n : 1, sizeof(float))); }
-static double *dnew(size_t n) { return keep(calloc(n ? n : 1, sizeof(double))); }
-
-static float *fcopy(const float *a, size_t n)
-{
-    float *p = fnew(n);
-    memcpy(p, a, n * sizeof(float));
-    return p;
-}
-
 static void frand_fill(float *p, uint64_t seed, size_t n, float lo, float hi)
 {
     struct llm_rng r;
