@@ -40,13 +40,16 @@ static void catch_signals(void)
 
 struct display {
     struct llm_progress bar;
-    double val; /* the last validation loss */
+    double val;  /* the last validation loss */
+    int started;
 };
 
 static void on_step(void *ctx, const struct llm_train_report *r)
 {
     struct display *d = ctx;
     char tps[16];
+    if (!d->started++)
+        d->bar.base = (uint64_t)r->step - 1; /* resumed: the rate counts this process's steps */
     if (isfinite(r->val_loss))
         d->val = r->val_loss;
     llm_format_count(tps, sizeof(tps), isfinite(r->tokens_per_s) ? r->tokens_per_s : 0);

@@ -62,7 +62,7 @@ void llm_progress_init(struct llm_progress *p, FILE *out, const char *label, con
 /* Writes the state into line: "45% 450/1000 merges  12.3 merges/s  ETA 3s  FIELDS". */
 static void render(const struct llm_progress *p, double now, char *line, size_t n)
 {
-    double el = now - p->t0, rate = el > 0 ? (double)p->done / el : 0;
+    double el = now - p->t0, rate = el > 0 && p->done > p->base ? (double)(p->done - p->base) / el : 0;
     int bytes = !strcmp(p->unit, "B");
     char d[32], t[32], r[32], eta[32];
     llm_format_count(d, sizeof(d), (double)p->done);

@@ -23,6 +23,7 @@ struct llm_progress {
     const char *unit;       /* "B" is shown with k/M/G and a rate in B/s; else counted */
     uint64_t total;         /* 0 when unknown: no percent, bar or ETA */
     uint64_t done;
+    uint64_t base;          /* done before this process started (a resumed run): not in the rate */
     enum llm_progress_mode mode; /* resolved: BAR, LINES or OFF */
     double interval;        /* seconds between plain lines (default 10) */
     double t0, last;        /* start and last draw (clock seconds) */
