@@ -389,6 +389,8 @@ static int setup(struct train_loop *L, struct llm_model *m, const struct llm_tra
     L->resumed_from = -1;
     int rc = llm_mkdir_p(c->train.out_dir);
     if (!rc)
+        train_remove_stale(c->train.out_dir);
+    if (!rc)
         rc = train_path(L->metrics_path, c->train.out_dir, "metrics.jsonl");
     if (!rc)
         rc = llm_optim_new(&L->opt, &c->optim, m);

@@ -250,6 +250,34 @@ int train_checkpoint(struct train_loop *L, struct llm_model *m, int final)
     return 0;
 }
 
+/* A kill during a checkpoint (or any atomic write of the loop) leaves its
+ * temp file, ".NAME.tmp.XXXXXX" (core/file.h), which is never read: remove
+ * those of the run folder's own files before the run goes on. */
+void train_remove_stale(const char *dir)
+{
+    static const char *const ours[] = {"ckpt_", "final.llm", "metrics.jsonl", "summary.json",
+                                       "config.json", "loss.svg"};
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *n = e->d_name, *t = strstr(n, ".tmp.");
+        if (n[0] != '.' || !t || strlen(t) != 11)
+            continue;
+        int mine = 0;
+        for (size_t i = 0; i < sizeof(ours) / sizeof(*ours); i++)
+            mine |= !strncmp(n + 1, ours[i], strlen(ours[i]));
+        char path[TRAIN_PATH_MAX];
+        if (mine && !train_path(path, dir, n)) {
+            if (unlink(path))
+                llm_warn("cannot remove the stale temp file '%s': %s", path, strerror(errno));
+            else
+                llm_info("removed '%s', left by an interrupted write", path);
+        }
+    }
+    closedir(d);
+}
+
 /* ---- finding and resuming ---- */
 
 int64_t llm_train_ckpt_step(const char *path)

@@ -54,6 +54,8 @@ void train_history_release(struct train_history *h);
 /* train_ckpt.c */
 /* Writes ckpt_<step>.llm (and final.llm when final), then prunes old ones. */
 int train_checkpoint(struct train_loop *L, struct llm_model *m, int final);
+/* Removes the run folder's temp files left by a killed write. */
+void train_remove_stale(const char *dir);
 /* Restores from `from` (a file or folder), or the newest checkpoint of
  * out_dir when from is NULL (none there: a fresh start). */
 int train_resume(struct train_loop *L, struct llm_model *m, const char *from);

@@ -126,6 +126,8 @@ for delay in 0.3 0.8 1.5; do
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
 done
+# a write killed half-way leaves a temp file; the resumed run removes it
+printf 'partial' >"$T/k/.ckpt_99.llm.tmp.AbC123"
 bad=0
 for c in "$T"/k/ckpt_*.llm; do
     [ -e "$c" ] || continue
@@ -135,6 +137,8 @@ if [ "$bad" -eq 0 ]; then ok "after kill -9: every checkpoint verifies"; else no
 # shellcheck disable=SC2086
 expect "after kill -9: the run resumes to the end" 0 "$LLM" pretrain configs/tiny.json $LONG --set train.out_dir="$T/k"
 same_params "after kill -9 and resume: the same parameters as without" "$T/k-ref/final.llm" "$T/k/final.llm"
+if ls -a "$T/k" | grep -q '\.tmp\.'; then nok "after kill -9 and resume: no temp files left" "$(ls -a "$T/k")"
+else ok "after kill -9 and resume: no temp files left"; fi
 rows "$T/k-ref/metrics.jsonl" >"$T/ref.rows"
 if rows "$T/k/metrics.jsonl" | cmp -s - "$T/ref.rows"; then ok "after kill -9 and resume: the same metrics rows"
 else nok "after kill -9: the same metrics rows" "$(rows "$T/k/metrics.jsonl" | diff - "$T/ref.rows" | head -n 6)"; fi
@@ -155,6 +159,18 @@ if ls "$T"/i/ckpt_*.llm >/dev/null 2>&1; then ok "SIGINT: a checkpoint was writt
 # shellcheck disable=SC2086
 expect "SIGINT: the run resumes" 0 "$LLM" pretrain configs/tiny.json $LONG --set train.checkpoint_every=1000 --set train.out_dir="$T/i"
 same_params "SIGINT and resume: the same parameters as without" "$T/k-ref/final.llm" "$T/i/final.llm"
+
+# SIGTERM: the same, exit 143
+# shellcheck disable=SC2086
+"$LLM" pretrain configs/tiny.json $LONG --set train.checkpoint_every=1000 --set train.out_dir="$T/term" -q &
+pid=$!
+i=0
+while [ ! -s "$T/term/metrics.jsonl" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+if [ "$rc" -eq 143 ] && ls "$T"/term/ckpt_*.llm >/dev/null 2>&1; then ok "SIGTERM: a checkpoint, exit 143"
+else nok "SIGTERM: a checkpoint, exit 143" "exit $rc" "$(ls "$T/term")"; fi
 
 # ---- sweeps ----
 # shellcheck disable=SC2086

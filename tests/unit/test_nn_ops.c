@@ -572,6 +572,7 @@ static void test_matmul(void **state)
     check_matmul(SMALL.N, SMALL.C, SMALL.OC, 0, 0, 1); /* bias NULL, dx NULL */
     check_matmul(389, 67, 301, 1, 1, 0);                /* 2x2 GEMM tiles, threaded dbias */
     check_matmul(389, 67, 301, 0, 0, 0);
+    check_matmul(1100, 67, 301, 1, 1, 0);               /* one dw tile: split along K = N */
 }
 
 /* ======================================================================== */

@@ -3,6 +3,7 @@
 #include "cpu_impl.h"
 #include "core/err.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -19,15 +20,14 @@
  * rows of its kv head and loops over its G query heads (their dq rows too).
  *
  * The reference path (ref = 1) is the math in the plainest loops. The default
- * path processes 4 query rows at a time against each key (one load of a key,
- * value or gradient row serves 4 queries) over tiles of QT queries x KT keys
- * (a key tile stays in cache across the query tile), with vectorized inner
- * loops and, in the forward, an online (streaming) softmax. */
+ * path of softmax attention computes tiles of QT queries x KB keys as small
+ * single-thread sgemm calls (scores, P V, and the backward's five products)
+ * with the exponentials vectorized (cpu_exp_row), and in the forward an
+ * online (streaming) softmax over key blocks; see attn_fwd_gemm. */
 
 enum {
-    MR = 4,  /* query rows of a micro block (dot4 and the 4-row updates) */
-    QT = 16, /* query rows of a tile (a multiple of MR) */
-    KT = 32, /* keys of a tile */
+    QT = 64,  /* query rows of a tile (the default path's sgemm calls) */
+    KB = 256, /* keys per block of a tile */
 };
 
 struct attn_shape {
@@ -68,21 +68,6 @@ static int check_shape(const char *op, int B, int T, int NH, int NKV, int HS)
                        "%s: bad shape B=%d T=%d NH=%d NKV=%d HS=%d (NH must be a multiple of NKV)",
                        op, B, T, NH, NKV, HS);
     return 0;
-}
-
-/* out[r] = x . y[r] for the 4 rows y[0..3], n channels, vectorized over channels. */
-static inline void dot4(float out[MR], const float *x, const float *const y[MR], int n)
-{
-    const float *y0 = y[0], *y1 = y[1], *y2 = y[2], *y3 = y[3];
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
-    for (int i = 0; i < n; i++) {
-        a0 += x[i] * y0[i];
-        a1 += x[i] * y1[i];
-        a2 += x[i] * y2[i];
-        a3 += x[i] * y3[i];
-    }
-    out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3;
 }
 
 static inline float vdot(const float *x, const float *y, int n)
@@ -192,102 +177,106 @@ static void attn_bwd_ref_group(const struct attn_shape *d, float *dq, float *dk,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Softmax attention, default path: one task is a tile of QT queries of head
- * h. Online softmax per row over key tiles: with the running max m, sum l
- * and accumulator acc = sum_s exp(x_s - m) v_s, a tile with max m' > m first
- * rescales l and acc by exp(m - m'), then adds its own terms. */
+/* Softmax attention, default path, as small matrix products (OpenBLAS, one
+ * thread per call) over tiles of QT queries x KB keys of one head:
+ *   forward   S = scale Q K^T (QT x KB), P = exp(S - m) (masked), O += P V
+ *   backward  S, P recomputed from lse; dP = dO V^T; dS = P (dP - D) scale;
+ *             dV += P^T dO;  dQ += dS K;  dK += dS^T Q
+ * so nearly all FLOPs (4 HS per (query, key) pair forward, 10 HS backward)
+ * run in sgemm kernels, and the exponentials in cpu_exp_row over whole rows.
+ * The causal mask and the window are applied to each row of a tile: the
+ * part of the tile a row cannot see gets P = 0 (the tile on the diagonal
+ * computes about twice the scores it keeps: at T = 256, QT = 64, 24% more
+ * pairs than the causal ones, for whole-matrix sgemm calls).
+ * Forward: the keys of a query tile are taken KB at a time with an online
+ * softmax: with the running row max m, sum l and accumulator O, a key block
+ * with a larger max m' first rescales l and O by exp(m - m'). At T <= KB
+ * there is one block and no rescaling.
+ * Each sgemm call's bits depend only on its operands (one thread, fixed
+ * shapes), and every task runs in a fixed order, so results are bit-identical
+ * for any thread count. */
 
-static void attn_fwd_tile(const struct attn_shape *d, float *out, float *lse, const float *q,
-                          const float *k, const float *v, int b, int h, int t0,
-                          float *acc /* (QT, HS) */)
+/* OpenBLAS's thread count is process-wide; our tasks run on OpenMP threads. */
+static void blas_one_thread(void)
+{
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+}
+
+/* Row r of a tile (query t = t0 + r) sees the keys [ks + lo, ks + hi) of the
+ * block [ks, ke): lo >= hi when none. */
+static inline void row_keys(int t, int W, int ks, int ke, int *lo, int *hi)
+{
+    int a = key_lo(t, W), b = t + 1;
+    a = a > ks ? a : ks;
+    b = b < ke ? b : ke;
+    *lo = a - ks;
+    *hi = b > a ? b - ks : a - ks;
+}
+
+/* Forward of one tile: queries t0 .. t0+nr-1 of head h. ws: S (QT x KB),
+ * acc (QT x HS), m, l (QT). */
+static void attn_fwd_gemm(const struct attn_shape *d, float *out, float *lse, const float *q,
+                          const float *k, const float *v, int b, int h, int t0, float *ws)
 {
     int g = h / (d->NH / d->NKV), HS = d->HS, W = d->window;
-    int nr = d->T - t0 < QT ? d->T - t0 : QT; /* rows of this tile */
-    const float *qr[QT];
-    float m[QT], l[QT];
-    for (int r = 0; r < QT; r++) {
-        /* rows past the end read row t0 and are masked everywhere */
-        qr[r] = q + qrow(d, b, t0 + (r < nr ? r : 0), h);
-        m[r] = -INFINITY;
-        l[r] = 0;
-    }
-    memset(acc, 0, (size_t)QT * HS * sizeof(float));
-    int klo = key_lo(t0, W), khi = t0 + nr - 1;
-    for (int ks = klo; ks <= khi; ks += KT) {
-        int ke = ks + KT <= khi + 1 ? ks + KT : khi + 1;
-        for (int mb = 0; mb < nr; mb += MR) {
-            int tf = t0 + mb, tl = t0 + (mb + MR <= nr ? mb + MR : nr) - 1;
-            if (ks > tl || ke - 1 < key_lo(tf, W))
-                continue; /* this key tile is masked for all 4 rows */
-            float sc[MR][KT], tmax[MR] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-            for (int s = ks; s < ke; s++) {
-                float x[MR];
-                dot4(x, k + kvrow(d, b, s, g), qr + mb, HS);
-                for (int r = 0; r < MR; r++) {
-                    int ok = mb + r < nr && key_visible(s, t0 + mb + r, W);
-                    sc[r][s - ks] = ok ? x[r] * d->scale : -INFINITY;
-                    if (sc[r][s - ks] > tmax[r])
-                        tmax[r] = sc[r][s - ks];
-                }
-            }
-            int any = 0;
-            for (int r = 0; r < MR; r++) {
-                if (tmax[r] == -INFINITY) { /* no visible key here: p = 0 */
-                    for (int s = 0; s < ke - ks; s++)
-                        sc[r][s] = 0;
-                    continue;
-                }
-                any = 1;
-                float *ar = acc + (size_t)(mb + r) * HS;
-                if (tmax[r] > m[mb + r]) {
-                    float corr = expf(m[mb + r] - tmax[r]); /* 0 when m = -inf */
-                    l[mb + r] *= corr;
-#pragma omp simd
+    int ldq = d->NH * HS, ldk = d->NKV * HS;
+    int nr = d->T - t0 < QT ? d->T - t0 : QT;
+    float *S = ws, *acc = S + (size_t)QT * KB, *m = acc + (size_t)QT * HS, *l = m + QT;
+    for (int r = 0; r < nr; r++)
+        m[r] = -INFINITY, l[r] = 0.0f;
+    int klo = key_lo(t0, W), khi = t0 + nr; /* keys [klo, khi) */
+    int first = 1;
+    for (int ks = klo; ks < khi; ks += KB) {
+        int ke = ks + KB < khi ? ks + KB : khi, nk = ke - ks;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HS, d->scale,
+                    q + qrow(d, b, t0, h), ldq, k + kvrow(d, b, ks, g), ldk, 0.0f, S, KB);
+        for (int r = 0; r < nr; r++) {
+            float *sr = S + (size_t)r * KB, *ar = acc + (size_t)r * HS;
+            int lo, hi;
+            row_keys(t0 + r, W, ks, ke, &lo, &hi);
+            float mx = -INFINITY;
+            for (int j = lo; j < hi; j++)
+                mx = sr[j] > mx ? sr[j] : mx;
+            if (mx > m[r]) { /* rescale what earlier blocks summed (nothing at first) */
+                if (!first) {
+                    float corr = expf(m[r] - mx); /* 0 when m = -inf */
+                    l[r] *= corr;
                     for (int i = 0; i < HS; i++)
                         ar[i] *= corr;
-                    m[mb + r] = tmax[r];
                 }
-                for (int s = 0; s < ke - ks; s++) {
-                    sc[r][s] = expf(sc[r][s] - m[mb + r]);
-                    l[mb + r] += sc[r][s];
-                }
+                m[r] = mx;
             }
-            if (!any)
-                continue;
-            float *a0 = acc + (size_t)mb * HS, *a1 = a0 + HS, *a2 = a1 + HS, *a3 = a2 + HS;
-            for (int s = ks; s < ke; s++) {
-                const float *vs = v + kvrow(d, b, s, g);
-                float p0 = sc[0][s - ks], p1 = sc[1][s - ks], p2 = sc[2][s - ks],
-                      p3 = sc[3][s - ks];
-#pragma omp simd
-                for (int i = 0; i < HS; i++) {
-                    a0[i] += p0 * vs[i];
-                    a1[i] += p1 * vs[i];
-                    a2[i] += p2 * vs[i];
-                    a3[i] += p3 * vs[i];
-                }
-            }
+            for (int j = 0; j < lo; j++)
+                sr[j] = 0.0f;
+            if (hi > lo)
+                l[r] += (float)cpu_exp_row(sr + lo, sr + lo, hi - lo, 1.0f, m[r]);
+            for (int j = hi > lo ? hi : lo; j < nk; j++)
+                sr[j] = 0.0f;
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HS, nk, 1.0f, S, KB,
+                    v + kvrow(d, b, ks, g), ldk, first ? 0.0f : 1.0f, acc, HS);
+        first = 0;
     }
     for (int r = 0; r < nr; r++) {
         float *o = out + qrow(d, b, t0 + r, h), inv = 1.0f / l[r];
         const float *ar = acc + (size_t)r * HS;
-#pragma omp simd
         for (int i = 0; i < HS; i++)
             o[i] = ar[i] * inv;
         lse[lse_at(d, b, h, t0 + r)] = m[r] + logf(l[r]);
     }
 }
 
-/* Backward, default path, for kv head g of batch b: the reference's math on
- * tiles of QT queries x KT keys, with p and ds formed for 4 queries per key
- * and one pass over k_s, v_s, dk_s, dv_s serving all 4. */
-static void attn_bwd_group(const struct attn_shape *d, float *dq, float *dk, float *dv,
-                           const float *dout, const float *q, const float *k, const float *v,
-                           const float *out, const float *lse, int b, int g,
-                           float *dqacc /* (QT, HS) */)
+/* Backward for kv head g of batch b (all its query heads): owns the dk, dv
+ * rows of g and the dq rows of its heads. ws: P (QT x KB), dS (QT x KB),
+ * D, lse (QT). */
+static void attn_bwd_gemm(const struct attn_shape *d, float *dq, float *dk, float *dv,
+                          const float *dout, const float *q, const float *k, const float *v,
+                          const float *out, const float *lse, int b, int g, float *ws)
 {
     int G = d->NH / d->NKV, HS = d->HS, W = d->window;
+    int ldq = d->NH * HS, ldk = d->NKV * HS;
+    float *P = ws, *dS = P + (size_t)QT * KB, *D = dS + (size_t)QT * KB, *lt = D + QT;
     for (int s = 0; s < d->T; s++) {
         memset(dk + kvrow(d, b, s, g), 0, (size_t)HS * sizeof(float));
         memset(dv + kvrow(d, b, s, g), 0, (size_t)HS * sizeof(float));
@@ -295,60 +284,46 @@ static void attn_bwd_group(const struct attn_shape *d, float *dq, float *dk, flo
     for (int h = g * G; h < (g + 1) * G; h++) {
         for (int t0 = 0; t0 < d->T; t0 += QT) {
             int nr = d->T - t0 < QT ? d->T - t0 : QT;
-            const float *qr[QT], *dor[QT];
-            float lt[QT], D[QT];
-            for (int r = 0; r < QT; r++) {
-                int t = t0 + (r < nr ? r : 0);
-                qr[r] = q + qrow(d, b, t, h);
-                dor[r] = dout + qrow(d, b, t, h);
-                lt[r] = lse[lse_at(d, b, h, t)];
-                D[r] = vdot(dor[r], out + qrow(d, b, t, h), HS);
+            const float *qt = q + qrow(d, b, t0, h), *got = dout + qrow(d, b, t0, h);
+            float *dqt = dq + qrow(d, b, t0, h);
+            for (int r = 0; r < nr; r++) {
+                D[r] = vdot(dout + qrow(d, b, t0 + r, h), out + qrow(d, b, t0 + r, h), HS);
+                lt[r] = lse[lse_at(d, b, h, t0 + r)];
             }
-            memset(dqacc, 0, (size_t)QT * HS * sizeof(float));
-            int klo = key_lo(t0, W), khi = t0 + nr - 1;
-            for (int ks = klo; ks <= khi; ks += KT) {
-                int ke = ks + KT <= khi + 1 ? ks + KT : khi + 1;
-                for (int mb = 0; mb < nr; mb += MR) {
-                    int tf = t0 + mb, tl = t0 + (mb + MR <= nr ? mb + MR : nr) - 1;
-                    if (ks > tl || ke - 1 < key_lo(tf, W))
-                        continue;
-                    const float *q0 = qr[mb], *q1 = qr[mb + 1], *q2 = qr[mb + 2],
-                                *q3 = qr[mb + 3];
-                    const float *o0 = dor[mb], *o1 = dor[mb + 1], *o2 = dor[mb + 2],
-                                *o3 = dor[mb + 3];
-                    float *g0 = dqacc + (size_t)mb * HS, *g1 = g0 + HS, *g2 = g1 + HS,
-                          *g3 = g2 + HS;
-                    for (int s = ks; s < ke; s++) {
-                        const float *kp = k + kvrow(d, b, s, g), *vp = v + kvrow(d, b, s, g);
-                        float *dkp = dk + kvrow(d, b, s, g), *dvp = dv + kvrow(d, b, s, g);
-                        float x[MR], dp[MR], p[MR], ds[MR];
-                        dot4(x, kp, qr + mb, HS);
-                        dot4(dp, vp, dor + mb, HS);
-                        int any = 0;
-                        for (int r = 0; r < MR; r++) {
-                            int ok = mb + r < nr && key_visible(s, t0 + mb + r, W);
-                            p[r] = ok ? expf(x[r] * d->scale - lt[mb + r]) : 0.0f;
-                            ds[r] = ok ? d->scale * p[r] * (dp[r] - D[mb + r]) : 0.0f;
-                            any |= ok;
-                        }
-                        if (!any)
-                            continue;
+            int klo = key_lo(t0, W), khi = t0 + nr, first = 1;
+            for (int ks = klo; ks < khi; ks += KB) {
+                int ke = ks + KB < khi ? ks + KB : khi, nk = ke - ks;
+                const float *kb = k + kvrow(d, b, ks, g), *vb = v + kvrow(d, b, ks, g);
+                /* P = exp(scale Q K^T - lse) where visible; dP = dO V^T */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HS, d->scale, qt, ldq,
+                            kb, ldk, 0.0f, P, KB);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, HS, 1.0f, got, ldq,
+                            vb, ldk, 0.0f, dS, KB);
+                for (int r = 0; r < nr; r++) {
+                    float *pr = P + (size_t)r * KB, *sr = dS + (size_t)r * KB;
+                    int lo, hi;
+                    row_keys(t0 + r, W, ks, ke, &lo, &hi);
+                    if (hi > lo)
+                        cpu_exp_row(pr + lo, pr + lo, hi - lo, 1.0f, lt[r]);
+                    for (int j = 0; j < lo; j++)
+                        pr[j] = 0.0f;
+                    for (int j = hi > lo ? hi : lo; j < nk; j++)
+                        pr[j] = 0.0f;
+                    /* dS = P (dP - D) scale (0 where P is) */
+                    float Dr = D[r], sc = d->scale;
 #pragma omp simd
-                        for (int i = 0; i < HS; i++) {
-                            dvp[i] += p[0] * o0[i] + p[1] * o1[i] + p[2] * o2[i] + p[3] * o3[i];
-                            dkp[i] += ds[0] * q0[i] + ds[1] * q1[i] + ds[2] * q2[i] +
-                                      ds[3] * q3[i];
-                            g0[i] += ds[0] * kp[i];
-                            g1[i] += ds[1] * kp[i];
-                            g2[i] += ds[2] * kp[i];
-                            g3[i] += ds[3] * kp[i];
-                        }
-                    }
+                    for (int j = 0; j < nk; j++)
+                        sr[j] = pr[j] * (sr[j] - Dr) * sc;
                 }
+                /* dV += P^T dO;  dQ (+)= dS K;  dK += dS^T Q */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nr, 1.0f, P, KB, got,
+                            ldq, 1.0f, dv + kvrow(d, b, ks, g), ldk);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HS, nk, 1.0f, dS, KB,
+                            kb, ldk, first ? 0.0f : 1.0f, dqt, ldq);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nr, 1.0f, dS, KB, qt,
+                            ldq, 1.0f, dk + kvrow(d, b, ks, g), ldk);
+                first = 0;
             }
-            for (int r = 0; r < nr; r++)
-                memcpy(dq + qrow(d, b, t0 + r, h), dqacc + (size_t)r * HS,
-                       (size_t)HS * sizeof(float));
         }
     }
 }
@@ -378,9 +353,11 @@ int cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, con
         free(sc);
         return 0;
     }
-    float *acc = scratch(nt, (size_t)QT * HS, "attention accumulators");
-    if (!acc)
+    size_t nws = (size_t)QT * KB + (size_t)QT * HS + 2 * QT;
+    float *ws = scratch(nt, nws, "attention scores");
+    if (!ws)
         return LLM_ENOMEM;
+    blas_one_thread();
     int ntile = (T + QT - 1) / QT;
     long ntask = (long)B * NH * ntile;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
@@ -388,10 +365,10 @@ int cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, con
         /* last tiles first: they are the longest (causal), so the tail balances */
         int tile = ntile - 1 - (int)(task % ntile);
         long bh = task / ntile;
-        attn_fwd_tile(&d, out, lse, q, k, v, (int)(bh / NH), (int)(bh % NH), tile * QT,
-                      acc + (size_t)omp_get_thread_num() * QT * HS);
+        attn_fwd_gemm(&d, out, lse, q, k, v, (int)(bh / NH), (int)(bh % NH), tile * QT,
+                      ws + (size_t)omp_get_thread_num() * nws);
     }
-    free(acc);
+    free(ws);
     return 0;
 }
 
@@ -416,14 +393,16 @@ int cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const flo
             attn_bwd_ref_group(&d, dq, dk, dv, dout, q, k, v, out, lse, bg / NKV, bg % NKV);
         return 0;
     }
-    float *acc = scratch(nt, (size_t)QT * HS, "attention gradient accumulators");
-    if (!acc)
+    size_t nws = 2 * (size_t)QT * KB + 2 * QT;
+    float *ws = scratch(nt, nws, "attention gradient scores");
+    if (!ws)
         return LLM_ENOMEM;
+    blas_one_thread();
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int bg = 0; bg < B * NKV; bg++)
-        attn_bwd_group(&d, dq, dk, dv, dout, q, k, v, out, lse, bg / NKV, bg % NKV,
-                       acc + (size_t)omp_get_thread_num() * QT * HS);
-    free(acc);
+        attn_bwd_gemm(&d, dq, dk, dv, dout, q, k, v, out, lse, bg / NKV, bg % NKV,
+                      ws + (size_t)omp_get_thread_num() * nws);
+    free(ws);
     return 0;
 }
 
@@ -755,6 +734,12 @@ static int rope(const struct cpu_ctx *c, float *x, int B, int T, int H, int HS, 
     if (pos0 < 0)
         return llm_err(LLM_EINVAL, "%s: pos0 %d < 0", op, pos0);
     int n = rot_dims / 2;
+    /* the frequencies theta^(-2i/rot_dims), once per call (not per position) */
+    double *freq = llm_malloc((size_t)n * sizeof(double), "rope frequencies");
+    if (!freq)
+        return LLM_ENOMEM;
+    for (int i = 0; i < n; i++)
+        freq[i] = pow((double)theta, -2.0 * i / rot_dims);
 #pragma omp parallel for num_threads(c->threads) schedule(static)
     for (int t = 0; t < T; t++) {
         double pos = (double)pos0 + t;
@@ -762,9 +747,10 @@ static int rope(const struct cpu_ctx *c, float *x, int B, int T, int H, int HS, 
             int i1 = i0 + ROPE_CHUNK < n ? i0 + ROPE_CHUNK : n;
             float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
             for (int i = i0; i < i1; i++) {
-                double a = pos * pow((double)theta, -2.0 * i / rot_dims);
-                cs[i - i0] = (float)cos(a);
-                sn[i - i0] = (float)(sign * sin(a));
+                double a = pos * freq[i], sa, ca;
+                sincos(a, &sa, &ca);
+                cs[i - i0] = (float)ca;
+                sn[i - i0] = (float)(sign * sa);
             }
             for (int b = 0; b < B; b++)
                 for (int h = 0; h < H; h++) {
@@ -777,6 +763,7 @@ static int rope(const struct cpu_ctx *c, float *x, int B, int T, int H, int HS, 
                 }
         }
     }
+    free(freq);
     return 0;
 }
 
