@@ -209,6 +209,27 @@ struct llm_backend_ops {
                           float b1, float b2, float eps, int t, float grad_scale);
     /* p = a p + b x (n): decay and step in one pass, p = (1 - lr wd) p - lr u. */
     int (*scale_add)(void *ctx, float *p, float a, const float *x, float b, size_t n);
+    /* ---- inference (lib/infer) ----
+     * A linear layer whose rows are independent: out (N, OC) = x (N, C) @ w (OC, C)^T
+     * + bias (OC, may be NULL). Each out[n,:] is bit-identical whatever N and the
+     * other rows are (a fixed summation order per element, the same for any
+     * thread count), so a sequence decoded in a batch gives the same tokens as
+     * decoded alone. Built for the memory-bound decode (N small): w is read
+     * once for all N rows. */
+    int (*linear_rows)(void *ctx, float *out, const float *x, const float *w, const float *bias,
+                       int N, int C, int OC);
+    /* Attention of Tq new queries of one sequence over its cached keys and
+     * values. q (Tq, NH, HS) are positions pos0 .. pos0+Tq-1; position p's key
+     * and value are rows p % cap of k and v (cap, NKV, HS) (a ring when cap is
+     * smaller than the sequence), holding every position the queries see. The
+     * query at p sees keys max(0, p - window + 1) .. p (window 0: all of
+     * 0 .. p; then cap >= pos0 + Tq; with a window, cap >= window + Tq - 1).
+     * GQA as attention_forward; scores scaled by scale, exact softmax with
+     * the max subtracted. out (Tq, NH, HS). Each query's result depends only
+     * on its own inputs (not on Tq or the thread count). */
+    int (*attention_cached)(void *ctx, float *out, const float *q, const float *k, const float *v,
+                            int Tq, int pos0, int cap, int NH, int NKV, int HS, int window,
+                            float scale);
 };
 
 enum llm_activation_kind { LLM_ACT_RELU, LLM_ACT_GELU, LLM_ACT_RELU2 };

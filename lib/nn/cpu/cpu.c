@@ -100,6 +100,8 @@ static const struct llm_backend_ops cpu_ops = {
     .momentum = cpu_momentum,
     .adam_direction = cpu_adam_direction,
     .scale_add = cpu_scale_add,
+    .linear_rows = cpu_linear_rows,
+    .attention_cached = cpu_attention_cached,
 };
 
 int llm_backend_cpu_init(struct llm_backend *b, int threads, int ref)

@@ -134,4 +134,13 @@ int cpu_adam_direction(void *ctx, float *out, const float *g, float *m, float *v
                        float b1, float b2, float eps, int t, float grad_scale);
 int cpu_scale_add(void *ctx, float *p, float a, const float *x, float b, size_t n);
 
+/* cpu_gemv.c: linear_rows, the decode matmul (rows independent, weights read once) */
+int cpu_linear_rows(void *ctx, float *out, const float *x, const float *w, const float *bias, int N,
+                    int C, int OC);
+
+/* cpu_kv.c: attention of new queries over a sequence's key/value cache */
+int cpu_attention_cached(void *ctx, float *out, const float *q, const float *k, const float *v,
+                         int Tq, int pos0, int cap, int NH, int NKV, int HS, int window,
+                         float scale);
+
 #endif
