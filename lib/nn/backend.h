@@ -230,6 +230,12 @@ struct llm_backend_ops {
     int (*attention_cached)(void *ctx, float *out, const float *q, const float *k, const float *v,
                             int Tq, int pos0, int cap, int NH, int NKV, int HS, int window,
                             float scale);
+    /* linear_rows with int8 weights and per-group scales (weight-only
+     * quantization): w[o,c] = wq[o,c] * scales[o, c / G], wq (OC, C) int8,
+     * scales (OC, C / G), C % G == 0, G in {32, 64}. Activations stay fp32.
+     * Same contract as linear_rows (rows independent, fixed order). */
+    int (*linear_rows_q8)(void *ctx, float *out, const float *x, const int8_t *wq,
+                          const float *scales, const float *bias, int N, int C, int OC, int G);
 };
 
 enum llm_activation_kind { LLM_ACT_RELU, LLM_ACT_GELU, LLM_ACT_RELU2 };

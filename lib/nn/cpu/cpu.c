@@ -102,6 +102,7 @@ static const struct llm_backend_ops cpu_ops = {
     .scale_add = cpu_scale_add,
     .linear_rows = cpu_linear_rows,
     .attention_cached = cpu_attention_cached,
+    .linear_rows_q8 = cpu_linear_rows_q8,
 };
 
 int llm_backend_cpu_init(struct llm_backend *b, int threads, int ref)

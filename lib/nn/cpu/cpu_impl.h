@@ -143,4 +143,8 @@ int cpu_attention_cached(void *ctx, float *out, const float *q, const float *k, 
                          int Tq, int pos0, int cap, int NH, int NKV, int HS, int window,
                          float scale);
 
+/* cpu_q8.c: linear_rows_q8, the decode matmul over int8 weights */
+int cpu_linear_rows_q8(void *ctx, float *out, const float *x, const int8_t *wq, const float *scales,
+                       const float *bias, int N, int C, int OC, int G);
+
 #endif
