@@ -37,6 +37,10 @@ extern const char *const LLM_TOK_GPT2_PATTERN;
 /* Loads a tokenizer.json. Refuses what it cannot reproduce exactly
  * (WordPiece, Unigram, byte_fallback, normalizers, ...) with a message. */
 int llm_tok_load(struct llm_tokenizer **out, const char *path);
+/* The same from a parsed tokenizer.json object (a checkpoint header's
+ * "tokenizer"); name is used in error messages. */
+struct cJSON;
+int llm_tok_load_json(struct llm_tokenizer **out, const struct cJSON *root, const char *name);
 /* Writes a tokenizer.json (atomically) that HF tokenizers loads. */
 int llm_tok_save(const struct llm_tokenizer *t, const char *path);
 void llm_tok_free(struct llm_tokenizer *t);

@@ -298,6 +298,42 @@ static int read_added(struct llm_tokenizer *t, struct builder *b, const cJSON *a
     return 0;
 }
 
+int llm_tok_load_json(struct llm_tokenizer **out, const cJSON *root, const char *name)
+{
+    int rc = 0;
+    struct llm_tokenizer *t = llm_calloc(1, sizeof(*t), "a tokenizer");
+    struct builder b = {t, 0, 0, 0};
+    if (!t)
+        return LLM_ENOMEM;
+    if (!cJSON_IsObject(root) || !cJSON_IsObject(cJSON_GetObjectItem(root, "model"))) {
+        rc = llm_err(LLM_EFORMAT, "no \"model\" object (not a Hugging Face tokenizer.json)");
+        goto out;
+    }
+    const cJSON *norm = cJSON_GetObjectItem(root, "normalizer");
+    if (norm && !cJSON_IsNull(norm)) {
+        const cJSON *ty = cJSON_GetObjectItem(norm, "type");
+        const char *nname = cJSON_IsString(ty) ? ty->valuestring : "?";
+        if (!strcmp(nname, "NFC")) { /* Qwen2 */
+            t->nfc = 1;
+        } else {
+            rc = llm_err(LLM_EUNSUPPORTED, "normalizer '%s' is not supported (none, or NFC)", nname);
+            goto out;
+        }
+    }
+    if ((rc = read_model(t, &b, cJSON_GetObjectItem(root, "model"))) ||
+        (rc = read_added(t, &b, cJSON_GetObjectItem(root, "added_tokens"))) ||
+        (rc = read_pretokenizer(t, cJSON_GetObjectItem(root, "pre_tokenizer"))) ||
+        (rc = tok_finalize(t)))
+        goto out;
+out:
+    if (rc) {
+        llm_tok_free(t);
+        return llm_err_wrap(rc, "%s", name);
+    }
+    *out = t;
+    return 0;
+}
+
 int llm_tok_load(struct llm_tokenizer **out, const char *path)
 {
     char *text = NULL;
@@ -309,40 +345,11 @@ int llm_tok_load(struct llm_tokenizer **out, const char *path)
     free(text);
     if (!root)
         return llm_err(LLM_EFORMAT, "'%s' is not valid JSON", path);
-    struct llm_tokenizer *t = llm_calloc(1, sizeof(*t), "a tokenizer");
-    struct builder b = {t, 0, 0, 0};
-    if (!t) {
-        rc = LLM_ENOMEM;
-        goto out;
-    }
-    if (!cJSON_IsObject(root) || !cJSON_IsObject(cJSON_GetObjectItem(root, "model"))) {
-        rc = llm_err(LLM_EFORMAT, "no \"model\" object (not a Hugging Face tokenizer.json)");
-        goto out;
-    }
-    const cJSON *norm = cJSON_GetObjectItem(root, "normalizer");
-    if (norm && !cJSON_IsNull(norm)) {
-        const cJSON *ty = cJSON_GetObjectItem(norm, "type");
-        const char *name = cJSON_IsString(ty) ? ty->valuestring : "?";
-        if (!strcmp(name, "NFC")) { /* Qwen2 */
-            t->nfc = 1;
-        } else {
-            rc = llm_err(LLM_EUNSUPPORTED, "normalizer '%s' is not supported (none, or NFC)", name);
-            goto out;
-        }
-    }
-    if ((rc = read_model(t, &b, cJSON_GetObjectItem(root, "model"))) ||
-        (rc = read_added(t, &b, cJSON_GetObjectItem(root, "added_tokens"))) ||
-        (rc = read_pretokenizer(t, cJSON_GetObjectItem(root, "pre_tokenizer"))) ||
-        (rc = tok_finalize(t)))
-        goto out;
-out:
+    char name[4200];
+    snprintf(name, sizeof(name), "'%s'", path);
+    rc = llm_tok_load_json(out, root, name);
     cJSON_Delete(root);
-    if (rc) {
-        llm_tok_free(t);
-        return llm_err_wrap(rc, "'%s'", path);
-    }
-    *out = t;
-    return 0;
+    return rc;
 }
 
 /* ---- saving ---- */
