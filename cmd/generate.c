@@ -1,0 +1,304 @@
+/* generate.c: `llm generate`: completions of one prompt (streamed to stdout
+ * as produced) or of a JSONL file of prompts (one JSONL result per prompt),
+ * with the KV-cache engine, sampling and batched decoding (lib/infer). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "core/file.h"
+#include "core/jsonl.h"
+#include "core/log.h"
+#include "infer/generate.h"
+#include "model/model_io.h"
+#include "nn/backend.h"
+
+#define MAX_PROMPT_FILE (256u << 20)
+
+static int stream_out(void *ctx, int i, const char *text, size_t n)
+{
+    (void)ctx, (void)i;
+    if (fwrite(text, 1, n, stdout) != n || fflush(stdout))
+        return llm_err(LLM_EIO, "cannot write to stdout");
+    return 0;
+}
+
+/* The prompts of a JSONL file: each line an object with a string "prompt". */
+struct prompts {
+    char **v;
+    size_t *lens;
+    int n, cap;
+};
+
+static int add_prompt(struct prompts *p, const char *s, size_t n)
+{
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 64;
+        char **v = realloc(p->v, (size_t)cap * sizeof(*v));
+        size_t *l = v ? realloc(p->lens, (size_t)cap * sizeof(*l)) : NULL;
+        if (v)
+            p->v = v;
+        if (!l)
+            return llm_err(LLM_ENOMEM, "out of memory reading prompts");
+        p->lens = l, p->cap = cap;
+    }
+    if (!(p->v[p->n] = malloc(n + 1)))
+        return llm_err(LLM_ENOMEM, "out of memory reading prompts");
+    memcpy(p->v[p->n], s, n);
+    p->v[p->n][n] = 0;
+    p->lens[p->n++] = n;
+    return 0;
+}
+
+static void prompts_release(struct prompts *p)
+{
+    for (int i = 0; i < p->n; i++)
+        free(p->v[i]);
+    free(p->v), free(p->lens);
+    memset(p, 0, sizeof(*p));
+}
+
+static int read_jsonl(const char *path, struct prompts *p)
+{
+    struct llm_jsonl_reader r;
+    int rc = llm_jsonl_open(&r, path, 0);
+    if (rc)
+        return rc;
+    cJSON *o;
+    while (!rc && (rc = llm_jsonl_next(&r, &o)) == 1) {
+        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+        if (!cJSON_IsString(pr))
+            rc = llm_err(LLM_EFORMAT, "%s:%llu: no string \"prompt\"", path, (unsigned long long)r.line);
+        else
+            rc = add_prompt(p, pr->valuestring, strlen(pr->valuestring));
+        cJSON_Delete(o);
+    }
+    llm_jsonl_close(&r);
+    if (!rc && p->n == 0)
+        rc = llm_err(LLM_EINVAL, "%s: no prompts", path);
+    return rc < 0 ? rc : 0;
+}
+
+static cJSON *timing_json(const struct llm_gen_stats *s)
+{
+    cJSON *t = cJSON_CreateObject();
+    if (!t)
+        return NULL;
+    cJSON_AddNumberToObject(t, "prompt_tokens", (double)s->prompt_tokens);
+    cJSON_AddNumberToObject(t, "generated_tokens", (double)s->gen_tokens);
+    cJSON_AddNumberToObject(t, "prefill_tokens_per_s", s->prefill_s > 0 ? s->prompt_tokens / s->prefill_s : 0);
+    /* decode: tokens sampled after decode steps (each prompt's first comes from its prefill) */
+    cJSON_AddNumberToObject(t, "decode_tokens_per_s", s->decode_s > 0 ? (double)s->decode_tokens / s->decode_s : 0);
+    cJSON_AddNumberToObject(t, "time_to_first_token_s", s->ttft_s);
+    cJSON_AddNumberToObject(t, "prefill_s", s->prefill_s);
+    cJSON_AddNumberToObject(t, "decode_s", s->decode_s);
+    if (s->draft_proposed > 0) {
+        cJSON_AddNumberToObject(t, "draft_proposed", (double)s->draft_proposed);
+        cJSON_AddNumberToObject(t, "draft_accepted", (double)s->draft_accepted);
+        cJSON_AddNumberToObject(t, "acceptance_rate", (double)s->draft_accepted / (double)s->draft_proposed);
+    }
+    return t;
+}
+
+static cJSON *result_json(const char *prompt, const struct llm_gen_result *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "prompt", prompt);
+    cJSON_AddStringToObject(o, "completion", r->completion ? r->completion : "");
+    cJSON_AddNumberToObject(o, "prompt_tokens", (double)r->prompt_tokens);
+    cJSON_AddNumberToObject(o, "tokens", (double)r->tokens);
+    cJSON_AddStringToObject(o, "finish_reason", llm_gen_finish_name(r->finish));
+    return o;
+}
+
+static int print_json(const cJSON *j, int pretty)
+{
+    char *s = pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
+    if (!s)
+        return llm_err(LLM_ENOMEM, "out of memory");
+    printf("%s\n", s);
+    free(s);
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *prompts_path = NULL, *tok_path = NULL;
+    const char *truncate = "error", *device = NULL, *draft = NULL;
+    struct llm_strlist stops = {0};
+    double temperature = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0;
+    long top_k = 0, max_tokens = 256, seed = 1, batch = 1, threads = 0, draft_tokens = 4;
+    int json = 0, no_eot = 0, no_special = 0;
+    const struct llm_opt opts[] = {
+        {"model", 'm', LLM_OPT_STR, &model, "CKPT", "model checkpoint (required)"},
+        {"prompt", 'p', LLM_OPT_STR, &prompt, "TEXT", "the prompt; the completion streams to stdout"},
+        {"prompt-file", 0, LLM_OPT_STR, &prompt_file, "FILE", "the prompt from a file ('-' = stdin)"},
+        {"prompts", 0, LLM_OPT_STR, &prompts_path, "F.jsonl", "many prompts ({\"prompt\": ...} per line); "
+                                                               "JSONL results on stdout"},
+        {"max-tokens", 'n', LLM_OPT_INT, &max_tokens, "N", "new tokens per prompt (default 256)"},
+        {"temperature", 't', LLM_OPT_F64, &temperature, "T", "0 = greedy (default 1)"},
+        {"top-k", 0, LLM_OPT_INT, &top_k, "K", "sample among the K most likely (0 = off)"},
+        {"top-p", 0, LLM_OPT_F64, &top_p, "P", "nucleus: the most likely tokens with mass P (1 = off)"},
+        {"min-p", 0, LLM_OPT_F64, &min_p, "P", "drop tokens below P x the top probability (0 = off)"},
+        {"repetition-penalty", 0, LLM_OPT_F64, &rep, "R", "CTRL-style penalty on seen tokens (1 = off)"},
+        {"seed", 's', LLM_OPT_INT, &seed, "N", "sampling seed (default 1): same seed, same output"},
+        {"stop", 0, LLM_OPT_LIST, &stops, "STR", "end the completion before STR (repeatable)"},
+        {"no-eot", 0, LLM_OPT_FLAG, &no_eot, NULL, "do not stop at the end-of-text token"},
+        {"batch", 'b', LLM_OPT_INT, &batch, "N", "prompts decoded at once (default 1)"},
+        {"draft", 0, LLM_OPT_STR, &draft, "CKPT", "speculative decoding with this smaller model (same vocabulary)"},
+        {"draft-tokens", 0, LLM_OPT_INT, &draft_tokens, "K", "tokens the draft proposes per round (1..15, default 4)"},
+        {"truncate", 0, LLM_OPT_STR, &truncate, "error|left", "a prompt longer than the context: fail "
+                                                              "(default) or keep its end"},
+        {"tokenizer", 0, LLM_OPT_STR, &tok_path, "FILE", "tokenizer.json (default: the checkpoint's)"},
+        {"no-special", 0, LLM_OPT_FLAG, &no_special, NULL, "encode special-token text in prompts as plain text"},
+        {"threads", 0, LLM_OPT_INT, &threads, "N", "CPU threads (default: all cores)"},
+        {"device", 0, LLM_OPT_STR, &device, "D", "cpu (default) or cuda"},
+        {"json", 0, LLM_OPT_FLAG, &json, NULL, "print the completion and timing as JSON instead of streaming"},
+        {0},
+    };
+    const struct llm_cmd_spec spec = {
+        .name = "generate",
+        .usage = "--model CKPT (--prompt TEXT | --prompt-file F | --prompts F.jsonl) [options]",
+        .summary = "Generate text with a model: KV cache, sampling, batched decoding.",
+        .opts = opts,
+        .min_pos = 0,
+        .max_pos = 0,
+        .epilog = "Sampling applies the repetition penalty, temperature, top-k, top-p and min-p in that order\n"
+                  "(docs/sampling.md). Timing (--json, or with -v on stderr): prefill and decode tokens/s,\n"
+                  "time to first token. See docs/generate.md.",
+    };
+    struct llm_args a;
+    int code = cmd_parse(&spec, argc, argv, &a);
+    if (code >= 0)
+        return code;
+    int rc = 0, nsrc = !!prompt + !!prompt_file + !!prompts_path;
+    if (!model)
+        rc = llm_err(LLM_EUSAGE, "--model is required");
+    else if (nsrc != 1)
+        rc = llm_err(LLM_EUSAGE, "give exactly one of --prompt, --prompt-file, --prompts");
+    else if (max_tokens < 1 || max_tokens > (1L << 30))
+        rc = llm_err(LLM_EUSAGE, "--max-tokens: expected a count >= 1, got %ld", max_tokens);
+    else if (batch < 1 || batch > 4096)
+        rc = llm_err(LLM_EUSAGE, "--batch: expected 1..4096, got %ld", batch);
+    else if (top_k < 0 || top_k > (1L << 30))
+        rc = llm_err(LLM_EUSAGE, "--top-k: expected a count >= 0, got %ld", top_k);
+    else if (draft_tokens < 1 || draft_tokens > 15)
+        rc = llm_err(LLM_EUSAGE, "--draft-tokens: expected 1..15, got %ld", draft_tokens);
+    else if (threads < 0)
+        rc = llm_err(LLM_EUSAGE, "--threads: expected >= 0, got %ld", threads);
+    else if (strcmp(truncate, "error") && strcmp(truncate, "left"))
+        rc = llm_err(LLM_EUSAGE, "--truncate: expected error or left, got '%s'", truncate);
+    else if (device && strcmp(device, "cpu") && strcmp(device, "auto"))
+        rc = llm_err(device && !strcmp(device, "cuda") ? LLM_EUNSUPPORTED : LLM_EUSAGE,
+                     "--device: %s", !strcmp(device, "cuda") ? "the CUDA backend is not built yet; use cpu"
+                                                              : "expected cpu, cuda or auto");
+    struct llm_gen_opts go = {
+        .sample = {.temperature = temperature, .top_k = (int)top_k, .top_p = top_p, .min_p = min_p,
+                   .repetition_penalty = rep, .seed = (uint64_t)seed},
+        .max_tokens = (int)max_tokens,
+        .stops = stops.v,
+        .n_stops = stops.n,
+        .batch = (int)batch,
+        .truncate = !strcmp(truncate, "left") ? LLM_GEN_TRUNCATE_LEFT : LLM_GEN_TRUNCATE_ERROR,
+        .allow_special = !no_special,
+        .draft_tokens = (int)draft_tokens,
+    };
+    for (int i = 0; !rc && i < stops.n; i++)
+        if (!stops.v[i][0])
+            rc = llm_err(LLM_EUSAGE, "--stop: an empty string");
+    if (!rc && (rc = llm_sampler_check(&go.sample)))
+        rc = LLM_EUSAGE; /* a flag out of range; the message names it */
+    struct prompts ps = {0};
+    if (!rc && prompt)
+        rc = add_prompt(&ps, prompt, strlen(prompt));
+    if (!rc && prompt_file) {
+        char *text;
+        size_t n;
+        if (!(rc = llm_read_file(prompt_file, MAX_PROMPT_FILE, &text, &n))) {
+            rc = add_prompt(&ps, text, n);
+            free(text);
+        }
+    }
+    if (!rc && prompts_path)
+        rc = read_jsonl(prompts_path, &ps);
+
+    struct llm_backend be;
+    int have_be = 0, have_m = 0, have_d = 0;
+    struct llm_model m, dm;
+    cJSON *header = NULL;
+    struct llm_tokenizer *tok = NULL;
+    if (!rc && !(rc = llm_backend_cpu_init(&be, (int)threads, 0)))
+        have_be = 1;
+    if (!rc && !(rc = llm_model_load(&m, model, &be, &header)))
+        have_m = 1;
+    if (!rc && draft && !(rc = llm_model_load(&dm, draft, &be, NULL))) {
+        have_d = 1;
+        go.draft = &dm;
+        if (dm.cfg.vocab_size != m.cfg.vocab_size)
+            rc = llm_err(LLM_EINVAL, "--draft: %s has vocab_size %d, the model %d: the draft must share the "
+                         "model's vocabulary", draft, dm.cfg.vocab_size, m.cfg.vocab_size);
+    }
+    if (!rc && tok_path) {
+        rc = llm_tok_load(&tok, tok_path);
+    } else if (!rc) {
+        const cJSON *tj = cJSON_GetObjectItemCaseSensitive(header, "tokenizer");
+        char name[4200];
+        snprintf(name, sizeof(name), "%s: header \"tokenizer\"", model);
+        rc = tj ? llm_tok_load_json(&tok, tj, name)
+                : llm_err(LLM_EINVAL, "%s has no tokenizer: pass --tokenizer tokenizer.json", model);
+    }
+    if (!rc)
+        go.eot = no_eot ? -1 : llm_gen_default_eot(tok);
+    struct llm_gen_result *res = NULL;
+    struct llm_gen_stats st;
+    if (!rc && !(res = calloc((size_t)ps.n, sizeof(*res))))
+        rc = llm_err(LLM_ENOMEM, "out of memory");
+    int streaming = !rc && prompts_path == NULL && !json;
+    if (!rc)
+        rc = llm_generate(&m, tok, (const char *const *)ps.v, ps.lens, ps.n, &go, streaming ? stream_out : NULL,
+                          NULL, res, &st);
+    if (!rc && streaming) {
+        if (res[0].len && res[0].completion[res[0].len - 1] != '\n' && isatty(1))
+            putchar('\n');
+    } else if (!rc && prompts_path) {
+        for (int i = 0; !rc && i < ps.n; i++) {
+            cJSON *o = result_json(ps.v[i], &res[i]);
+            rc = o ? print_json(o, 0) : LLM_ENOMEM;
+            cJSON_Delete(o);
+        }
+        if (!rc && json) {
+            cJSON *t = timing_json(&st);
+            rc = t ? print_json(t, 0) : LLM_ENOMEM;
+            cJSON_Delete(t);
+        }
+    } else if (!rc) {
+        cJSON *o = result_json(ps.v[0], &res[0]), *t = timing_json(&st);
+        if (o && t)
+            cJSON_AddItemToObject(o, "timing", t), t = NULL;
+        rc = o ? print_json(o, 1) : LLM_ENOMEM;
+        cJSON_Delete(o), cJSON_Delete(t);
+    }
+    if (!rc)
+        llm_debug("generate: %lld prompt tokens, %lld generated; prefill %.1f tok/s, decode %.1f tok/s, "
+                  "first token after %.3f s", (long long)st.prompt_tokens, (long long)st.gen_tokens,
+                  st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0,
+                  st.decode_s > 0 ? st.decode_tokens / st.decode_s : 0, st.ttft_s);
+    if (res)
+        llm_gen_results_release(res, ps.n);
+    free(res);
+    llm_tok_free(tok);
+    cJSON_Delete(header);
+    if (have_m)
+        llm_model_release(&m);
+    if (have_d)
+        llm_model_release(&dm);
+    if (have_be)
+        llm_backend_release(&be);
+    prompts_release(&ps);
+    llm_args_release(&spec, &a);
+    return rc ? cmd_fail(&spec, rc) : 0;
+}

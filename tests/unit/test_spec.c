@@ -1,0 +1,118 @@
+/* test_spec.c: speculative sampling's accept/reject rule (speculative.h):
+ * the emitted tokens are distributed as the target's p, whatever the draft's
+ * q (checked by chi-square on a small vocabulary), and greedy rounds emit the
+ * target's argmax. */
+#include "testutil.h"
+
+#include <math.h>
+
+#include "core/err.h"
+#include "core/rng.h"
+#include "infer/speculative.h"
+
+enum { V = 4, K = 2 };
+
+/* Target rows p_1, p_2, p_3 and draft rows q_1, q_2: deliberately far apart
+ * (the draft prefers what the target does not), so rejections are common. */
+static const float P[K + 1][V] = {{0.1f, 0.2f, 0.3f, 0.4f}, {0.5f, 0.25f, 0.15f, 0.1f}, {0.05f, 0.05f, 0.6f, 0.3f}};
+static const float Q[K][V] = {{0.4f, 0.3f, 0.2f, 0.1f}, {0.1f, 0.1f, 0.1f, 0.7f}};
+
+static int32_t draw(struct llm_rng *r, const float *q)
+{
+    double u = llm_rng_double(r), c = 0;
+    for (int v = 0; v < V; v++)
+        if (u < (c += q[v]))
+            return v;
+    return V - 1;
+}
+
+/* Pearson's statistic of counts against probabilities. */
+static double chi2(const long *count, const float *p, long n)
+{
+    double x = 0;
+    for (int v = 0; v < V; v++) {
+        double e = p[v] * (double)n;
+        x += (count[v] - e) * (count[v] - e) / e;
+    }
+    return x;
+}
+
+static void test_distribution(void **state)
+{
+    (void)state;
+    struct llm_sampler s;
+    struct llm_sampler_opts o = {.temperature = 1, .top_p = 1, .repetition_penalty = 1, .seed = 11};
+    assert_int_equal(llm_sampler_init(&s, &o), 0);
+    struct llm_rng draft;
+    llm_rng_seed(&draft, 5);
+    long first[V] = {0}, second[V] = {0}, n2 = 0, acc = 0;
+    const long N = 40000;
+    float p[(K + 1) * V], q[K * V], scratch[V];
+    memcpy(p, P, sizeof(p));
+    memcpy(q, Q, sizeof(q));
+    for (long i = 0; i < N; i++) {
+        int32_t x[K], out[K + 1];
+        for (int k = 0; k < K; k++)
+            x[k] = draw(&draft, Q[k]);
+        int n, a;
+        assert_int_equal(llm_spec_round(&s, p, q, x, K, V, scratch, out, &n, &a), 0);
+        assert_true(n >= 1 && n <= K + 1 && a <= K && n == (a < K ? a + 1 : K + 1));
+        for (int k = 0; k < a; k++)
+            assert_int_equal(out[k], x[k]); /* accepted tokens are the draft's */
+        first[out[0]]++;
+        if (n >= 2)
+            second[out[1]]++, n2++;
+        acc += a;
+    }
+    /* 3 degrees of freedom: P(chi2 > 16.27) = 0.001; a wrong rule (e.g. no
+     * residual, or accepting with p/q unclipped) is off by thousands here. */
+    double c1 = chi2(first, P[0], N), c2 = chi2(second, P[1], n2);
+    if (c1 > 16.27 || c2 > 16.27)
+        fail_msg("emitted tokens are not distributed as p: chi2 %.2f (first), %.2f (second, n=%ld)", c1, c2, n2);
+    /* the acceptance rate of x_1 is sum_v min(p, q) = 0.1+0.2+0.2+0.1 = 0.6 */
+    assert_true(n2 > N / 2);
+    (void)acc;
+    llm_sampler_release(&s);
+}
+
+/* One-hot p and q (greedy on both): the emitted tokens are the target's
+ * argmaxes, the draft's accepted while they agree. */
+static void test_greedy(void **state)
+{
+    (void)state;
+    struct llm_sampler s;
+    struct llm_sampler_opts o = {.temperature = 0, .top_p = 1, .repetition_penalty = 1, .seed = 1};
+    assert_int_equal(llm_sampler_init(&s, &o), 0);
+    float p[(K + 1) * V] = {0}, q[K * V] = {0}, scratch[V];
+    int32_t out[K + 1];
+    int n, a;
+    /* target argmaxes 2, 1, 3; draft proposes 2, 0 */
+    p[0 * V + 2] = p[1 * V + 1] = p[2 * V + 3] = 1;
+    q[0 * V + 2] = q[1 * V + 0] = 1;
+    int32_t x[K] = {2, 0};
+    assert_int_equal(llm_spec_round(&s, p, q, x, K, V, scratch, out, &n, &a), 0);
+    assert_int_equal(a, 1);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0], 2);
+    assert_int_equal(out[1], 1);
+    /* all accepted: the bonus token is p_3's argmax */
+    int32_t y[K] = {2, 1};
+    q[1 * V + 0] = 0, q[1 * V + 1] = 1;
+    assert_int_equal(llm_spec_round(&s, p, q, y, K, V, scratch, out, &n, &a), 0);
+    assert_int_equal(a, 2);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[2], 3);
+    /* a draft token outside the vocabulary */
+    int32_t bad[K] = {7, 0};
+    assert_int_equal(llm_spec_round(&s, p, q, bad, K, V, scratch, out, &n, &a), LLM_EINVAL);
+    llm_sampler_release(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_distribution),
+        cmocka_unit_test(test_greedy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
