@@ -128,10 +128,10 @@ static int print_json(const cJSON *j, int pretty)
 int cmd_generate(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *prompts_path = NULL, *tok_path = NULL;
-    const char *truncate = "error", *device = NULL, *draft = NULL;
+    const char *truncate = "error", *device = NULL, *draft = NULL, *quantize = NULL;
     struct llm_strlist stops = {0};
     double temperature = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0;
-    long top_k = 0, max_tokens = 256, seed = 1, batch = 1, threads = 0, draft_tokens = 4;
+    long top_k = 0, max_tokens = 256, seed = 1, batch = 1, threads = 0, draft_tokens = 4, group = 32;
     int json = 0, no_eot = 0, no_special = 0;
     const struct llm_opt opts[] = {
         {"model", 'm', LLM_OPT_STR, &model, "CKPT", "model checkpoint (required)"},
@@ -153,6 +153,8 @@ int cmd_generate(int argc, char **argv)
         {"draft-tokens", 0, LLM_OPT_INT, &draft_tokens, "K", "tokens the draft proposes per round (1..15, default 4)"},
         {"truncate", 0, LLM_OPT_STR, &truncate, "error|left", "a prompt longer than the context: fail "
                                                               "(default) or keep its end"},
+        {"quantize", 0, LLM_OPT_STR, &quantize, "int8", "decode with int8 weights (per-group scales; docs/quant.md)"},
+        {"group", 0, LLM_OPT_INT, &group, "G", "--quantize: weights per scale, 32 (default) or 64"},
         {"tokenizer", 0, LLM_OPT_STR, &tok_path, "FILE", "tokenizer.json (default: the checkpoint's)"},
         {"no-special", 0, LLM_OPT_FLAG, &no_special, NULL, "encode special-token text in prompts as plain text"},
         {"threads", 0, LLM_OPT_INT, &threads, "N", "CPU threads (default: all cores)"},
@@ -186,6 +188,10 @@ int cmd_generate(int argc, char **argv)
         rc = llm_err(LLM_EUSAGE, "--batch: expected 1..4096, got %ld", batch);
     else if (top_k < 0 || top_k > (1L << 30))
         rc = llm_err(LLM_EUSAGE, "--top-k: expected a count >= 0, got %ld", top_k);
+    else if (quantize && strcmp(quantize, "int8"))
+        rc = llm_err(LLM_EUSAGE, "--quantize: expected int8, got '%s'", quantize);
+    else if (group != 32 && group != 64)
+        rc = llm_err(LLM_EUSAGE, "--group: expected 32 or 64, got %ld", group);
     else if (draft_tokens < 1 || draft_tokens > 15)
         rc = llm_err(LLM_EUSAGE, "--draft-tokens: expected 1..15, got %ld", draft_tokens);
     else if (threads < 0)
@@ -227,14 +233,20 @@ int cmd_generate(int argc, char **argv)
         rc = read_jsonl(prompts_path, &ps);
 
     struct llm_backend be;
-    int have_be = 0, have_m = 0, have_d = 0;
+    int have_be = 0, have_m = 0, have_d = 0, have_q = 0;
     struct llm_model m, dm;
+    struct llm_q8 q8;
     cJSON *header = NULL;
     struct llm_tokenizer *tok = NULL;
     if (!rc && !(rc = llm_backend_cpu_init(&be, (int)threads, 0)))
         have_be = 1;
     if (!rc && !(rc = llm_model_load(&m, model, &be, &header)))
         have_m = 1;
+    if (!rc && quantize && !(rc = llm_model_quantize_q8(&m, (int)group, &q8))) {
+        have_q = 1;
+        go.q8 = &q8;
+        llm_info("quantized %zu weights to int8 (groups of %ld)", q8.quantized, group);
+    }
     if (!rc && draft && !(rc = llm_model_load(&dm, draft, &be, NULL))) {
         have_d = 1;
         go.draft = &dm;
@@ -292,6 +304,8 @@ int cmd_generate(int argc, char **argv)
     free(res);
     llm_tok_free(tok);
     cJSON_Delete(header);
+    if (have_q)
+        llm_q8_release(&q8, &m);
     if (have_m)
         llm_model_release(&m);
     if (have_d)

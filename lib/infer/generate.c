@@ -406,6 +406,8 @@ int llm_generate(struct llm_model *m, const struct llm_tokenizer *tok, const cha
         rc = llm_tok_encoder_new(tok, &g.enc);
     if (!rc)
         rc = llm_infer_new(&g.x, m, B, g.max_len);
+    if (!rc && o->q8)
+        llm_infer_use_q8(g.x, o->q8);
     if (!rc && o->draft) {
         int dl = o->draft->cfg.context_length < g.max_len ? o->draft->cfg.context_length : g.max_len;
         g.max_len = dl; /* both caches hold the sequence */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "infer/infer.h"
+#include "infer/quant.h"
 #include "infer/sample.h"
 #include "model/model.h"
 #include "tok/tok.h"
@@ -32,6 +33,7 @@ struct llm_gen_opts {
      * scores them in one pass. Prompts then run one at a time (batch 1). */
     struct llm_model *draft;    /* NULL = none */
     int draft_tokens;
+    const struct llm_q8 *q8;    /* int8 weights of the model for decoding (quant.h), or NULL */
 };
 
 enum llm_gen_finish { LLM_GEN_STOP, LLM_GEN_LENGTH };

@@ -43,6 +43,7 @@
  * window + Tq - 1) holds for every chunk, and truncation may drop up to
  * cap - window + 1 positions below the highest position ever written. */
 #include "infer/infer.h"
+#include "infer/quant.h"
 #include "core/err.h"
 
 #include <limits.h>
@@ -114,6 +115,7 @@ struct llm_infer {
     int32_t *idx_h, *choice;     /* moe: (2 MR), (rows, topk) */
     int *count, *mark;           /* moe: (E) x2 */
     float *hq, *hk, *hv, *ho, *phq, *phk; /* linear: (rows, QW), (rows, KW) x2, (rows, QW), (HS) x2 */
+    const struct llm_q8 *q8;     /* int8 weights for the row-independent path, or NULL */
 };
 
 static float *P(const struct llm_infer *x, long i)
@@ -397,11 +399,39 @@ fail:
 
 /* out (N, OC) = in (N, IC) @ w^T + b: linear_rows when gemv (row-independent
  * bits), else the sgemm of matmul_forward. */
+/* The int8 copy of the weight rows starting at w (a parameter, or a block of
+ * whole rows of one: MLA's splits), or 0 when that tensor is not quantized. */
+static int q8_of(const struct llm_infer *x, const float *w, int IC, const int8_t **wq, const float **sc)
+{
+    const struct llm_param_layout *l = &x->m->layout;
+    size_t off = (size_t)(w - x->m->params), lo = 0, hi = l->n;
+    while (hi - lo > 1) { /* the last tensor starting at or before off */
+        size_t mid = (lo + hi) / 2;
+        if (l->p[mid].offset <= off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const struct llm_param_spec *p = &l->p[lo];
+    if (x->q8->wq_off[lo] == SIZE_MAX || off >= p->offset + p->numel || p->shape[1] != IC)
+        return 0;
+    size_t in = off - p->offset; /* whole rows: a multiple of IC, hence of G */
+    *wq = x->q8->wq + x->q8->wq_off[lo] + in;
+    *sc = x->q8->scales + x->q8->sc_off[lo] + in / (size_t)x->q8->G;
+    return 1;
+}
+
+void llm_infer_use_q8(struct llm_infer *x, const struct llm_q8 *q) { x->q8 = q; }
+
 static int linear(struct llm_infer *x, int gemv, float *out, const float *in, const float *w,
                   const float *b, int N, int IC, int OC)
 {
     if (N == 0)
         return 0;
+    const int8_t *wq;
+    const float *sc;
+    if (gemv && x->q8 && q8_of(x, w, IC, &wq, &sc))
+        return OP(x, linear_rows_q8, out, in, wq, sc, b, N, IC, OC, x->q8->G);
     if (gemv)
         return OP(x, linear_rows, out, in, w, b, N, IC, OC);
     return OP(x, matmul_forward, out, in, w, b, N, IC, OC);

@@ -81,6 +81,14 @@ int llm_infer_len(const struct llm_infer *x, int seq);
  * LLM_EINVAL for a bad seq or len. */
 int llm_infer_truncate(struct llm_infer *x, int seq, int len);
 
+/* Decode (and prefill chunks of <= LLM_INFER_ROWS rows) with the int8
+ * weights of q (quant.h: llm_model_quantize_q8 of the same model; borrowed,
+ * must outlive x) through linear_rows_q8; NULL goes back to fp32. The
+ * results are the bits of linear_rows over the dequantized weights, which q
+ * left in the model, so only the speed changes. */
+struct llm_q8;
+void llm_infer_use_q8(struct llm_infer *x, const struct llm_q8 *q);
+
 /* Bytes of cache per token per sequence (all layers), for reports: K+V
  * floats (2 NKV HS per layer), MLA's latent and rope key (K + R per layer);
  * 0 for linear attention, whose state does not grow with the sequence

@@ -3,7 +3,11 @@
  * Plain scalar loops: quantizing is done once per model load, O(OC C). */
 #include "infer/quant.h"
 
+#include "model/model.h"
+
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "core/err.h"
 
@@ -105,4 +109,86 @@ void llm_dequant_q4(const uint8_t *packed, const float *scales, int OC, int C, f
             w[(size_t)o * C + c] = (float)((b & 15) - 8) * d;
             w[(size_t)o * C + c + 1] = (float)((b >> 4) - 8) * d;
         }
+}
+
+/* ---- a whole model ---- */
+
+static int eligible(const struct llm_param_spec *p, int G)
+{
+    return p->ndim == 2 && (p->kind == LLM_PARAM_MATRIX || p->kind == LLM_PARAM_EMBEDDING) &&
+           p->shape[1] % G == 0;
+}
+
+void llm_q8_release(struct llm_q8 *q, struct llm_model *m)
+{
+    if (q->wq)
+        m->be->ops->free(m->be->ctx, q->wq);
+    if (q->scales)
+        m->be->ops->free(m->be->ctx, q->scales);
+    free(q->wq_off), free(q->sc_off);
+    memset(q, 0, sizeof(*q));
+}
+
+int llm_model_quantize_q8(struct llm_model *m, int G, struct llm_q8 *q)
+{
+    memset(q, 0, sizeof(*q));
+    if (G != 32 && G != 64)
+        return llm_err(LLM_EINVAL, "quantization group: expected 32 or 64, got %d", G);
+    const struct llm_param_layout *l = &m->layout;
+    const struct llm_backend *be = m->be;
+    size_t nw = 0, ns = 0, big = 0;
+    q->G = G;
+    q->n = l->n;
+    q->wq_off = malloc((l->n ? l->n : 1) * sizeof(size_t));
+    q->sc_off = malloc((l->n ? l->n : 1) * sizeof(size_t));
+    if (!q->wq_off || !q->sc_off) {
+        llm_q8_release(q, m);
+        return llm_err(LLM_ENOMEM, "out of memory quantizing");
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        const struct llm_param_spec *p = &l->p[i];
+        q->wq_off[i] = q->sc_off[i] = SIZE_MAX;
+        if (!eligible(p, G))
+            continue;
+        q->wq_off[i] = nw, q->sc_off[i] = ns;
+        nw += (p->numel + 63) & ~(size_t)63; /* 64-byte aligned codes */
+        ns += (p->numel / (size_t)G + 15) & ~(size_t)15;
+        big = p->numel > big ? p->numel : big;
+    }
+    int rc = 0;
+    float *w = NULL, *sc = NULL;
+    int8_t *codes = NULL;
+    if (nw && ((rc = be->ops->alloc(be->ctx, (void **)&q->wq, nw)) ||
+               (rc = be->ops->alloc(be->ctx, (void **)&q->scales, ns * sizeof(float)))))
+        goto out;
+    if (big && (!(w = malloc(big * sizeof(float))) || !(sc = malloc(big / (size_t)G * sizeof(float))) ||
+                !(codes = malloc(big)))) {
+        rc = llm_err(LLM_ENOMEM, "out of memory quantizing");
+        goto out;
+    }
+    for (size_t i = 0; !rc && i < l->n; i++) {
+        const struct llm_param_spec *p = &l->p[i];
+        if (q->wq_off[i] == SIZE_MAX)
+            continue;
+        int OC = (int)p->shape[0], C = (int)p->shape[1];
+        float *dev = m->params + p->offset;
+        if ((rc = be->ops->download(be->ctx, w, dev, p->numel * sizeof(float))) ||
+            (rc = llm_quant_q8(w, OC, C, G, codes, sc)))
+            break;
+        llm_dequant_q8(codes, sc, OC, C, G, w);
+        if ((rc = be->ops->upload(be->ctx, q->wq + q->wq_off[i], codes, p->numel)) ||
+            (rc = be->ops->upload(be->ctx, q->scales + q->sc_off[i], sc, p->numel / (size_t)G * sizeof(float))) ||
+            (rc = be->ops->upload(be->ctx, dev, w, p->numel * sizeof(float))))
+            break;
+        q->quantized += p->numel;
+    }
+    if (!rc && be->ops->sync)
+        rc = be->ops->sync(be->ctx);
+    if (rc)
+        llm_err_wrap(rc, "quantizing the model");
+out:
+    free(w), free(sc), free(codes);
+    if (rc)
+        llm_q8_release(q, m);
+    return rc;
 }

@@ -6,7 +6,10 @@
 #ifndef LLM_INFER_QUANT_H
 #define LLM_INFER_QUANT_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+struct llm_model;
 
 /* ---- Q8: symmetric per-group int8 ----
  * For each row o and group g of G consecutive columns (G 32 or 64, C % G == 0):
@@ -39,5 +42,28 @@ void llm_dequant_q8(const int8_t *wq, const float *scales, int OC, int C, int G,
 int llm_quant_q4(const float *w, int OC, int C, uint8_t *packed, float *scales);
 /* w (OC, C) = (nibble - 8) * d. */
 void llm_dequant_q4(const uint8_t *packed, const float *scales, int OC, int C, float *w);
+
+/* ---- a whole model in Q8 ----
+ * Every 2-D weight of a linear layer (params.h kinds MATRIX and EMBEDDING:
+ * the tied output head reads tok_emb) whose input width is a multiple of G
+ * is quantized; routers, norms, biases and position tables stay fp32. The
+ * int8 codes and scales go to backend memory (one buffer each, per-tensor
+ * offsets), and the model's fp32 parameters are overwritten with the
+ * dequantized values, so every path (sgemm prefill, embedding lookups,
+ * linear_rows_q8 decode, which computes exactly linear_rows over the
+ * dequantized weights) runs the same quantized model. */
+struct llm_q8 {
+    int G;
+    int8_t *wq;        /* backend memory */
+    float *scales;     /* backend memory */
+    size_t *wq_off;    /* (layout.n) offset of tensor i's codes in wq, SIZE_MAX if not quantized */
+    size_t *sc_off;    /* (layout.n) offset of its scales */
+    size_t n;          /* layout.n */
+    size_t quantized;  /* weights quantized (elements) */
+};
+/* Quantizes m in place (see above); q need not be initialized. Release with
+ * llm_q8_release (m's backend must still be alive). */
+int llm_model_quantize_q8(struct llm_model *m, int G, struct llm_q8 *q);
+void llm_q8_release(struct llm_q8 *q, struct llm_model *m);
 
 #endif

@@ -80,6 +80,22 @@ printf '%s' "$(sed -n 2p "$T/prompts.jsonl" | sed 's/.*"prompt": "\(.*\)"}/\1/')
 if [ "$(str "$T/alone2" completion)" = "$(sed -n 2p "$T/batch3.jsonl" | tr -d '\n' >"$T/l2"; str "$T/l2" completion)" ]
 then ok "prompt 2 alone = prompt 2 in the batch"; else nok "prompt 2 alone = in the batch" "$(cat "$T/alone2")"; fi
 
+# ---- int8 weights ----
+expect "--quantize int8: exit 0" 0 "$LLM" generate -m "$M" -p "the quick brown" -t 0 -n 24 --quantize int8
+case "$(cat "$T/out")" in
+" fox jumps over the lazy dog."*) ok "--quantize int8: still continues the memorized sentence" ;;
+*) nok "--quantize int8: still continues the memorized sentence" "got: $(head -c 200 "$T/out")" ;;
+esac
+expect "--quantize int8 --group 64 --batch 3" 0 "$LLM" generate -m "$M" --prompts "$T/prompts.jsonl" -t 0.9 -n 16 \
+    --top-k 5 --seed 3 --batch 3 --quantize int8 --group 64
+cp "$T/out" "$T/q64b3.jsonl"
+"$LLM" generate -m "$M" --prompts "$T/prompts.jsonl" -t 0.9 -n 16 --top-k 5 --seed 3 --quantize int8 --group 64 \
+    >"$T/q64b1.jsonl"
+if cmp -s "$T/q64b1.jsonl" "$T/q64b3.jsonl"; then ok "--quantize int8: batch 3 = batch 1"
+else nok "--quantize int8: batch 3 = batch 1"; fi
+fails "--quantize int4" 2 "quantize" "$LLM" generate -m "$M" -p hi --quantize int4
+fails "--group 16" 2 "group" "$LLM" generate -m "$M" -p hi --quantize int8 --group 16
+
 # ---- speculative decoding: a smaller draft trained on the same text ----
 "$LLM" pretrain configs/tiny.json -q --set data.train="$T/train.bin" --set data.val= \
     --set data.tokenizer="$T/tok.json" --set data.eot=-1 --set model.vocab_size=300 --set model.d_model=32 \

@@ -18,10 +18,11 @@
  *     m_j = l_j + l_(j+8) (j < 8);
  *     s = ((m0+m4) + (m2+m6)) + ((m1+m5) + (m3+m7));   out = s + bias[o].
  * 16 lanes (two 8-wide accumulators) rather than 8: one output alone then has
- * two independent FMA chains, which the sequential pass below needs (paired
- * runs, 8 lanes against 16: 0-9% slower at N = 1, the single chain's FMA
- * latency showing; the cached pass keeps its 4x2 blocks by running the two
- * chains of an element one after the other).
+ * two independent FMA chains for the sequential pass below (paired runs at
+ * N = 1, 110M shapes: 8 lanes 4-9% slower on one thread, the single chain's
+ * FMA latency showing; on two threads within the noise of a shared machine).
+ * The cached pass keeps 4x2 register blocks by running the two chains of an
+ * element one after the other.
  * The register blocking (how many rows and outputs one kernel call holds) and
  * the split of the outputs over threads never change that order: a given row
  * gets the same bits alone, at any position of a batch, on any thread.
