@@ -50,4 +50,10 @@ cat "$out/summary.json"
 echo "   run folder $out/runs/tiny: metrics.jsonl, loss.svg, checkpoints; run the same command again to resume"
 
 echo
-echo "demo done: generation arrives with the next issue."
+echo "== generate with it: greedy, then sampled with a seed (the same seed gives the same text)"
+"$LLM" generate -m "$out/runs/tiny/final.llm" -p "/* model.c: " -t 0 -n 40
+echo
+"$LLM" generate -m "$out/runs/tiny/final.llm" -p "## Checkpoints" -t 0.8 --top-k 40 --seed 1 -n 40 --json
+
+echo
+echo "demo done."
