@@ -385,14 +385,16 @@ static void print_model(const struct shape *s)
 
 int main(int argc, char **argv)
 {
-    int threads = 0;
+    int threads = 0, bw_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             g_quick = 1;
+        else if (!strcmp(argv[i], "--bandwidth")) /* only the large-buffer read rate (generate_bench.sh) */
+            bw_only = 1;
         else {
-            fprintf(stderr, "usage: decode_bench [--threads N] [--quick]\n");
+            fprintf(stderr, "usage: decode_bench [--threads N] [--quick] [--bandwidth]\n");
             return 2;
         }
     }
@@ -409,6 +411,10 @@ int main(int argc, char **argv)
     g_big = (struct read_arg){falloc(big), big, ball.threads, avx2};
     fill((float *)g_big.p, big, ball.threads, 1);
     double bw_all0 = big_bw(ball.threads, 0), bw_one0 = big_bw(1, 1);
+    if (bw_only) {
+        printf("RESULT kind=read what=large threads=%d gbs=%.4f\n", ball.threads, g_roof[0]);
+        return 0;
+    }
     /* buffers of each model's weight size, read over and over like the weights */
     double bw_sized[sizeof(SHAPES) / sizeof(SHAPES[0])];
     for (size_t k = 0; k < sizeof(SHAPES) / sizeof(SHAPES[0]); k++) {

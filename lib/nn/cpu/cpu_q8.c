@@ -10,14 +10,17 @@
  * dequantized weights w' = (float)wq * scale (the float product, the values
  * llm_dequant_q8 writes). Each weight is rebuilt in a register as that
  * product, then used as linear_rows uses w:
- *     lane j (j < 8) = fma chain over k of x[n, 8k+j] * w'[o, 8k+j];
- *     s = ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7));   out = s + bias[o].
- * (C % G == 0 with G a multiple of 8, so there is no partial lane block.) So
- * on each path this gives the bits of linear_rows(x, w') on the same path,
- * and inherits its contract: each out[n,o] depends only on x[n,:] and row o,
- * not on N, the other rows, the register blocking or the thread count. The
- * reference path (ctx->ref) and the scalar fallback likewise match
- * linear_rows' reference loop and scalar fallback on w'.
+ *     lane j (j < 16) = fma chain over k of x[n, 16k+j] * w'[o, 16k+j];
+ *     m_j = l_j + l_(j+8) (j < 8);
+ *     s = ((m0+m4) + (m2+m6)) + ((m1+m5) + (m3+m7));   out = s + bias[o].
+ * (C % G == 0 with G = 32 or 64, so C is a multiple of 16: no partial lane
+ * block, and no 16-column block straddles two groups.) So on each path this
+ * gives the bits of linear_rows(x, w') on the same path, and inherits its
+ * contract: each out[n,o] depends only on x[n,:] and row o, not on N, the
+ * other rows, the register blocking or the thread count. The reference path
+ * (ctx->ref: one accumulator, i in order, bias last) and the scalar fallback
+ * (the same 16 lanes, multiply then add) likewise match linear_rows'
+ * reference loop and scalar fallback on w'.
  *
  * Cost per 8 weights of one output: one 8-byte load, a sign extension to
  * int32 (vpmovsxbd), a convert (vcvtdq2ps) and a multiply by the group's
@@ -26,10 +29,15 @@
  * the order equal to linear_rows'; it costs one vector op per 8 weights,
  * well inside the core's budget at the memory-bound N = 1 (bench/q8_bench.c).
  *
- * Blocking (as cpu_gemv.c): outputs in blocks of 4 split statically over the
- * OpenMP threads (contiguous ranges of wq: each thread streams one run); per
- * block all N rows of x go through 4 (then 3, 2, 1) rows at a time in kernels
- * of R rows x O outputs of 8-lane accumulators (4x2, 3x2, 2x4, 1x4). The 4
+ * Blocking: outputs in blocks of 4 split statically over the OpenMP threads
+ * (contiguous ranges of wq: each thread streams one run); per block all N
+ * rows of x go through 4 (then 3, 2, 1) rows at a time in kernels of R rows
+ * x O outputs (4x2, 3x2, 2x4, 1x4), each element's two 8-lane chains either
+ * side by side (1x4: 8 accumulators) or one after the other (as linear_rows'
+ * kern_halves: 8 accumulators for 4x2 and 2x4). The blocking only decides
+ * which elements run together, never an element's order. Unlike linear_rows,
+ * the first pass reads the 4 int8 rows side by side with software prefetch
+ * (the layout q8 was tuned with; the order is the same either way). The 4
  * int8 rows of a block (4 C bytes) stay in L1 across the row blocks, so
  * memory sees wq and scales once per call. */
 #include "cpu_impl.h"
@@ -91,57 +99,82 @@ AVX2_INLINE __m256 deq8(const int8_t *q, __m256 s)
 }
 
 /* R rows (x, stride C) by O outputs (wq, stride C; scales, stride NG):
- * out[r, o] (stride OC) = the lane sums above + bias. R, O and G are
- * constants at each call site, so the loops unroll into R*O accumulators.
- * pf: prefetch PF_DIST bytes ahead in each weight row (the first pass over
- * a block, which is the one memory serves). */
-AVX2_INLINE void kern(int R, int O, int G, float *out, const float *x, const int8_t *wq,
+ * out[r, o] (stride OC) = the lane sums above + bias. Each element has the
+ * two chains of linear_rows, lanes 0-7 and 8-15 of every 16 columns (a
+ * 16-column block never straddles a group: G is a multiple of 16). H = 2:
+ * both chains in one pass over the columns (linear_rows' kern, 2 R O
+ * accumulators); H = 1: the chain of lanes 0-7, then that of lanes 8-15
+ * (its kern_halves, R O accumulators, for the 4 x 2 blocks; the second pass
+ * finds the int8 rows in L1). Either way m = h0 + h1 then hsum8 and bias,
+ * the same operations on the same values: the bits of linear_rows. R, O, H
+ * and G are constants at each call site, so the loops unroll. pf: prefetch
+ * PF_DIST bytes ahead in each weight row in the first pass (the pass memory
+ * serves). */
+AVX2_INLINE void kern(int R, int O, int H, int G, float *out, const float *x, const int8_t *wq,
                       const float *sc, const float *bias, int C, int OC, int pf)
 {
     int NG = C / G;
-    __m256 acc[RBLK][OBLK];
+    __m256 m[RBLK][OBLK];
+#pragma GCC unroll 2
+    for (int p = 0; p < 2; p += H) { /* p: the first half of this pass */
+        __m256 acc[RBLK][OBLK][2];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int o = 0; o < O; o++)
-            acc[r][o] = _mm256_setzero_ps();
-    for (int g = 0; g < NG; g++) {
-        int i0 = g * G;
-        __m256 s[OBLK];
-#pragma GCC unroll 4
-        for (int o = 0; o < O; o++) {
-            s[o] = _mm256_broadcast_ss(sc + (size_t)o * NG + g);
-            if (pf && (i0 & 63) == 0) /* one prefetch per 64-byte line */
-                for (int b = 0; b < G; b += 64)
-                    _mm_prefetch((const char *)(wq + (size_t)o * C + i0 + b + PF_DIST),
-                                 _MM_HINT_T0);
-        }
-#pragma GCC unroll 8
-        for (int i = i0; i < i0 + G; i += 8) {
-            __m256 wv[OBLK];
+        for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
             for (int o = 0; o < O; o++)
-                wv[o] = deq8(wq + (size_t)o * C + i, s[o]);
+#pragma GCC unroll 2
+                for (int h = 0; h < H; h++)
+                    acc[r][o][h] = _mm256_setzero_ps();
+        for (int g = 0; g < NG; g++) {
+            int i0 = g * G;
+            __m256 s[OBLK];
 #pragma GCC unroll 4
-            for (int r = 0; r < R; r++) {
-                __m256 xv = _mm256_loadu_ps(x + (size_t)r * C + i);
-#pragma GCC unroll 4
-                for (int o = 0; o < O; o++)
-                    acc[r][o] = _mm256_fmadd_ps(xv, wv[o], acc[r][o]);
+            for (int o = 0; o < O; o++) {
+                s[o] = _mm256_broadcast_ss(sc + (size_t)o * NG + g);
+                if (pf && p == 0 && (i0 & 63) == 0) /* one prefetch per 64-byte line */
+                    for (int b = 0; b < G; b += 64)
+                        _mm_prefetch((const char *)(wq + (size_t)o * C + i0 + b + PF_DIST),
+                                     _MM_HINT_T0);
             }
+#pragma GCC unroll 4
+            for (int i = i0; i < i0 + G; i += 16)
+#pragma GCC unroll 2
+                for (int h = 0; h < H; h++) {
+                    int k = i + 8 * (p + h); /* lanes 0-7 or 8-15 of this block */
+                    __m256 wv[OBLK];
+#pragma GCC unroll 4
+                    for (int o = 0; o < O; o++)
+                        wv[o] = deq8(wq + (size_t)o * C + k, s[o]);
+#pragma GCC unroll 4
+                    for (int r = 0; r < R; r++) {
+                        __m256 xv = _mm256_loadu_ps(x + (size_t)r * C + k);
+#pragma GCC unroll 4
+                        for (int o = 0; o < O; o++)
+                            acc[r][o][h] = _mm256_fmadd_ps(xv, wv[o], acc[r][o][h]);
+                    }
+                }
         }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+            for (int o = 0; o < O; o++)
+                m[r][o] = H == 2 ? _mm256_add_ps(acc[r][o][0], acc[r][o][1])
+                          : p    ? _mm256_add_ps(m[r][o], acc[r][o][0])
+                                 : acc[r][o][0];
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
-            float v = hsum8(acc[r][o]);
+            float v = hsum8(m[r][o]);
             out[(size_t)r * OC + o] = bias ? v + bias[o] : v;
         }
 }
 
 /* All N rows through the outputs o0 .. o0+O-1 (O <= OBLK), RBLK rows at a
- * time; wq, sc and bias point at output o0. */
+ * time; wq, sc and bias point at output o0. At most 8 accumulators per
+ * kernel: the 4 x 2 and 3 x 2 blocks run their chains one after the other
+ * (H = 1), the rest both at once (H = 2). */
 AVX2_INLINE void oblock(int G, int O, float *out, const float *x, const int8_t *wq,
                         const float *sc, const float *bias, int N, int C, int OC)
 {
@@ -152,21 +185,21 @@ AVX2_INLINE void oblock(int G, int O, float *out, const float *x, const int8_t *
         for (; n + RBLK <= N; n += RBLK) {
             float *op = out + (size_t)n * OC;
             const float *xp = x + (size_t)n * C;
-            kern(4, 2, G, op, xp, wq, sc, bias, C, OC, n == 0);
-            kern(4, 2, G, op + 2, xp, wq2, sc2, b2, C, OC, n == 0);
+            kern(4, 2, 1, G, op, xp, wq, sc, bias, C, OC, n == 0);
+            kern(4, 2, 1, G, op + 2, xp, wq2, sc2, b2, C, OC, n == 0);
         }
         float *op = out + (size_t)n * OC;
         const float *xp = x + (size_t)n * C;
         switch (N - n) {
         case 3:
-            kern(3, 2, G, op, xp, wq, sc, bias, C, OC, n == 0);
-            kern(3, 2, G, op + 2, xp, wq2, sc2, b2, C, OC, n == 0);
+            kern(3, 2, 1, G, op, xp, wq, sc, bias, C, OC, n == 0);
+            kern(3, 2, 1, G, op + 2, xp, wq2, sc2, b2, C, OC, n == 0);
             break;
         case 2:
-            kern(2, 4, G, op, xp, wq, sc, bias, C, OC, n == 0);
+            kern(2, 4, 1, G, op, xp, wq, sc, bias, C, OC, n == 0);
             break;
         case 1:
-            kern(1, 4, G, op, xp, wq, sc, bias, C, OC, n == 0);
+            kern(1, 4, 2, G, op, xp, wq, sc, bias, C, OC, n == 0);
             break;
         }
         return;
@@ -176,9 +209,9 @@ AVX2_INLINE void oblock(int G, int O, float *out, const float *x, const int8_t *
         const int8_t *wo = wq + (size_t)o * C;
         const float *so = sc + (size_t)o * NG, *bo = bias ? bias + o : NULL;
         for (n = 0; n + RBLK <= N; n += RBLK)
-            kern(4, 1, G, out + (size_t)n * OC + o, x + (size_t)n * C, wo, so, bo, C, OC, 0);
+            kern(4, 1, 2, G, out + (size_t)n * OC + o, x + (size_t)n * C, wo, so, bo, C, OC, 0);
         for (; n < N; n++)
-            kern(1, 1, G, out + (size_t)n * OC + o, x + (size_t)n * C, wo, so, bo, C, OC, 0);
+            kern(1, 1, 2, G, out + (size_t)n * OC + o, x + (size_t)n * C, wo, so, bo, C, OC, 0);
     }
 }
 
@@ -207,17 +240,21 @@ AVX2_FN static void q8_avx2(const struct cpu_ctx *c, float *out, const float *x,
 /* ---- portable fallback (no AVX2 + FMA) ---------------------------------- */
 
 /* linear_rows' scalar lane split (cpu_gemv.c dot_lanes) on the rebuilt
- * weights: multiply then add, C a multiple of 8. */
+ * weights: 16 lanes, multiply then add, lanes j and j+8 summed, then the
+ * tree. C is a multiple of G, so of 16: no partial block, and each block of
+ * 16 lies in one group. */
 static float dot_lanes_q8(const float *x, const int8_t *wq, const float *sc, int C, int G)
 {
-    float l[8] = {0};
-    for (int i = 0; i < C; i += 8) {
+    float l[16] = {0};
+    for (int i = 0; i < C; i += 16) {
         float s = sc[i / G];
-        for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < 16; j++) {
             float w = (float)wq[i + j] * s;
             l[j] += x[i + j] * w;
         }
     }
+    for (int j = 0; j < 8; j++)
+        l[j] += l[j + 8];
     return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
 
