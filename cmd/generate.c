@@ -11,7 +11,9 @@
 #include "core/file.h"
 #include "core/jsonl.h"
 #include "core/log.h"
+#include "core/ckpt.h"
 #include "infer/generate.h"
+#include "infer/quant_io.h"
 #include "model/model_io.h"
 #include "nn/backend.h"
 
@@ -240,9 +242,21 @@ int cmd_generate(int argc, char **argv)
     struct llm_tokenizer *tok = NULL;
     if (!rc && !(rc = llm_backend_cpu_init(&be, (int)threads, 0)))
         have_be = 1;
-    if (!rc && !(rc = llm_model_load(&m, model, &be, &header)))
+    int prequant = 0;
+    struct llm_ckpt_reader *peek;
+    if (!rc && !(rc = llm_ckpt_open(&peek, model))) {
+        prequant = llm_q8_is_quantized(llm_ckpt_header(peek));
+        llm_ckpt_close(peek);
+    }
+    if (!rc && prequant && !(rc = llm_q8_load(&m, &q8, model, &be, &header))) {
+        have_m = have_q = 1;
+        go.q8 = &q8;
+        if (quantize)
+            llm_info("%s is already quantized (int8, groups of %d)", model, q8.G);
+    } else if (!rc && !(rc = llm_model_load(&m, model, &be, &header))) {
         have_m = 1;
-    if (!rc && quantize && !(rc = llm_model_quantize_q8(&m, (int)group, &q8))) {
+    }
+    if (!rc && quantize && !prequant && !(rc = llm_model_quantize_q8(&m, (int)group, &q8))) {
         have_q = 1;
         go.q8 = &q8;
         llm_info("quantized %zu weights to int8 (groups of %ld)", q8.quantized, group);

@@ -29,6 +29,7 @@ static const struct command commands[] = {
     {"info", cmd_info, "parameters, FLOPs per token, memory and compute-optimal tokens of a model"},
     {"pretrain", cmd_pretrain, "train a model from scratch on token shards (resume, sweeps)"},
     {"generate", cmd_generate, "generate text with a model (KV cache, sampling, batched decoding)"},
+    {"quantize", cmd_quantize, "int8 weights with per-group scales, for generate"},
     {"export", cmd_export, "write a model checkpoint as a Hugging Face folder or a safetensors file"},
     {"import", cmd_import, "read a Hugging Face Llama or GPT-2 folder into a model checkpoint"},
 };

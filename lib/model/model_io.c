@@ -165,6 +165,9 @@ static int check_header(struct llm_model_file *f, const cJSON *h)
                        ver->valuedouble, LLM_MODEL_FORMAT_VERSION);
     if (!cJSON_IsObject(cfg))
         return llm_err(LLM_EFORMAT, "%s: the header has no \"config\" object", p);
+    if (cJSON_GetObjectItemCaseSensitive(h, "quantization"))
+        return llm_err(LLM_EUNSUPPORTED, "%s: a quantized checkpoint (llm quantize): `llm generate` reads it; "
+                       "export and training need the fp32 original", p);
     int rc = llm_config_from_json(&f->cfg, cfg);
     return rc ? llm_err_wrap(rc, "%s: header \"config\"", p) : 0;
 }

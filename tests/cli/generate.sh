@@ -93,6 +93,19 @@ cp "$T/out" "$T/q64b3.jsonl"
     >"$T/q64b1.jsonl"
 if cmp -s "$T/q64b1.jsonl" "$T/q64b3.jsonl"; then ok "--quantize int8: batch 3 = batch 1"
 else nok "--quantize int8: batch 3 = batch 1"; fi
+# a quantized checkpoint: the same text as quantizing at load
+expect "llm quantize" 0 "$LLM" quantize "$M" -o "$T/q.llm" --group 64
+"$LLM" generate -m "$T/q.llm" --prompts "$T/prompts.jsonl" -t 0.9 -n 16 --top-k 5 --seed 3 >"$T/qckpt.jsonl"
+if cmp -s "$T/qckpt.jsonl" "$T/q64b1.jsonl"; then ok "quantized checkpoint = --quantize int8 at load"
+else nok "quantized checkpoint = --quantize int8 at load" "$(diff "$T/qckpt.jsonl" "$T/q64b1.jsonl" | head -n 4)"; fi
+qs=$(wc -c <"$T/q.llm") fs=$(wc -c <"$M")
+if [ "$qs" -lt "$fs" ]; then ok "the quantized checkpoint is smaller ($qs < $fs bytes)"; else nok "smaller checkpoint" "$qs vs $fs"; fi
+expect "llm ckpt --verify on it" 0 "$LLM" ckpt --verify "$T/q.llm"
+fails "export refuses a quantized checkpoint" 1 "quantized" "$LLM" export "$T/q.llm" --format safetensors -o "$T/q.st"
+fails "quantize: --group 48" 2 "group" "$LLM" quantize "$M" -o "$T/q2.llm" --group 48
+fails "quantize: no -o" 2 "required" "$LLM" quantize "$M"
+fails "quantize: a missing file" 1 "nope.llm" "$LLM" quantize "$T/nope.llm" -o "$T/q3.llm"
+if [ ! -e "$T/q3.llm" ]; then ok "quantize: no output after an error"; else nok "quantize: no output after an error"; fi
 fails "--quantize int4" 2 "quantize" "$LLM" generate -m "$M" -p hi --quantize int4
 fails "--group 16" 2 "group" "$LLM" generate -m "$M" -p hi --quantize int8 --group 16
 
