@@ -84,8 +84,11 @@ int llm_infer_truncate(struct llm_infer *x, int seq, int len);
 /* Decode (and prefill chunks of <= LLM_INFER_ROWS rows) with the int8
  * weights of q (quant.h: llm_model_quantize_q8 of the same model; borrowed,
  * must outlive x) through linear_rows_q8; NULL goes back to fp32. The
- * results are the bits of linear_rows over the dequantized weights, which q
- * left in the model, so only the speed changes. */
+ * results equal linear_rows over the dequantized weights (which q left in the
+ * model) within float rounding, not bit for bit: linear_rows_q8 sums
+ * per-group partial sums and scales each once (docs/quant.md). A sequence's
+ * logits still do not depend on the other sequences of a decode batch or on
+ * the thread count. */
 struct llm_q8;
 void llm_infer_use_q8(struct llm_infer *x, const struct llm_q8 *q);
 

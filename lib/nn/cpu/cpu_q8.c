@@ -6,40 +6,43 @@
  * 1 + 4/G bytes per weight (1.125 at G = 32, 1.0625 at G = 64) instead of 4:
  * 3.6x / 3.8x fewer bytes for the same 2 N C OC FLOPs. Activations stay fp32.
  *
- * Summation order: exactly that of linear_rows (cpu_gemv.c) on the
- * dequantized weights w' = (float)wq * scale (the float product, the values
- * llm_dequant_q8 writes). Each weight is rebuilt in a register as that
- * product, then used as linear_rows uses w:
- *     lane j (j < 16) = fma chain over k of x[n, 16k+j] * w'[o, 16k+j];
- *     m_j = l_j + l_(j+8) (j < 8);
- *     s = ((m0+m4) + (m2+m6)) + ((m1+m5) + (m3+m7));   out = s + bias[o].
- * (C % G == 0 with G = 32 or 64, so C is a multiple of 16: no partial lane
- * block, and no 16-column block straddles two groups.) So on each path this
- * gives the bits of linear_rows(x, w') on the same path, and inherits its
- * contract: each out[n,o] depends only on x[n,:] and row o, not on N, the
- * other rows, the register blocking or the thread count. The reference path
- * (ctx->ref: one accumulator, i in order, bias last) and the scalar fallback
- * (the same 16 lanes, multiply then add) likewise match linear_rows'
- * reference loop and scalar fallback on w'.
+ * Summation order (AVX2 + FMA): the scale comes out of the group. Per
+ * element out[n,o], 8 lanes j; per group g of G columns (in order):
+ *     p_j = fma chain over k = 0 .. G/8-1 of x[n, gG+8k+j] * (float)wq[o, gG+8k+j]
+ *           (the first term a plain product);
+ *     t_j = fma(p_j, scales[o,g], t_j)                   (t_j starts at 0);
+ * then s = ((t0+t4) + (t2+t6)) + ((t1+t5) + (t3+t7)); out = s + bias[o].
+ * (float)wq is exact, so a weight costs a widening, a convert and one FMA;
+ * the scale one FMA per G weights. The order depends only on C and G: each
+ * out[n,o] depends only on x[n,:] and row o, not on N, the other rows, the
+ * register blocking or the thread count (the backend.h contract). It is not
+ * linear_rows' order on the dequantized weights w' = fl(wq * scale): the
+ * results agree with linear_rows(x, w') within float rounding (a few ulps
+ * of sum |x w|), no longer bit for bit. The reference path (ctx->ref) is the
+ * same math as plain loops: per group one float accumulator over the
+ * columns in order, times the scale, added to the row's total, bias last;
+ * the scalar fallback (no AVX2) keeps 8 lanes as above with multiply then
+ * add. The three paths agree within float rounding, not bit for bit.
  *
- * Cost per 8 weights of one output: one 8-byte load, a sign extension to
- * int32 (vpmovsxbd), a convert (vcvtdq2ps) and a multiply by the group's
- * scale, shared by the R rows of x in the register block, then R FMAs. The
- * scale multiply (instead of scaling a per-group partial sum) is what keeps
- * the order equal to linear_rows'; it costs one vector op per 8 weights,
- * well inside the core's budget at the memory-bound N = 1 (bench/q8_bench.c).
+ * Cost per 8 weights of one output: one 8-byte load with sign extension to
+ * int32 (vpmovsxbd), a convert (vcvtdq2ps), shared by the R rows of x in the
+ * register block, then R FMAs; per group and element one more FMA for the
+ * scale. (Rebuilding each weight as wq * scale, the order of linear_rows,
+ * cost one more vector multiply per 8 weights: in cache 22 against 25 G
+ * weights/s on one core, and ~12% of a 110M decode step at 2 threads,
+ * bench/q8_bench.c. Most of the gain over that kernel came from the
+ * prefetch distance below.)
  *
  * Blocking: outputs in blocks of 4 split statically over the OpenMP threads
- * (contiguous ranges of wq: each thread streams one run); per block all N
- * rows of x go through 4 (then 3, 2, 1) rows at a time in kernels of R rows
- * x O outputs (4x2, 3x2, 2x4, 1x4), each element's two 8-lane chains either
- * side by side (1x4: 8 accumulators) or one after the other (as linear_rows'
- * kern_halves: 8 accumulators for 4x2 and 2x4). The blocking only decides
- * which elements run together, never an element's order. Unlike linear_rows,
- * the first pass reads the 4 int8 rows side by side with software prefetch
- * (the layout q8 was tuned with; the order is the same either way). The 4
- * int8 rows of a block (4 C bytes) stay in L1 across the row blocks, so
- * memory sees wq and scales once per call. */
+ * (contiguous ranges of wq: each thread streams one run). At N = 1 one 1x4
+ * kernel takes the block's 4 weight rows side by side; at N > 1 the first 4
+ * rows of x take them one at a time in address order (Rx1), the other rows
+ * find them in L1 (4x1, then 3x2, 2x2 or 1x4). Each element holds a running
+ * total and a group partial sum: 2 R O accumulators, at most 12 of the 16
+ * registers. The blocking only decides which elements run together, never
+ * an element's order. The pass that memory serves prefetches each weight row
+ * 8 KB ahead (a 512-byte distance left the kernel waiting on memory: ~1.3x
+ * slower at 2 threads). Memory sees wq and scales once per call. */
 #include "cpu_impl.h"
 #include "core/err.h"
 
@@ -53,13 +56,14 @@
 #define OBLK 4
 /* Rows of x per register block. */
 #define RBLK 4
-/* Software prefetch distance into wq, in bytes (8 cache lines ahead). */
-#define PF_DIST 512
+/* Software prefetch distance into wq, in bytes (128 cache lines ahead). */
+#define PF_DIST 8192
 
 /* ---- reference --------------------------------------------------------- */
 
-/* One float accumulator per element, i = 0..C-1 in order, bias last; the
- * weight is rebuilt as the float product wq * scale first. */
+/* Per group one float accumulator over its columns in order (x * (float)q,
+ * exact weights), times the group's scale, added to the element's total;
+ * bias last. */
 static void q8_ref(const struct cpu_ctx *c, float *out, const float *x, const int8_t *wq,
                    const float *scales, const float *bias, int N, int C, int OC, int G)
 {
@@ -71,9 +75,11 @@ static void q8_ref(const struct cpu_ctx *c, float *out, const float *x, const in
         for (int n = 0; n < N; n++) {
             const float *xr = x + (size_t)n * C;
             float acc = 0.0f;
-            for (int i = 0; i < C; i++) {
-                float w = (float)wr[i] * sr[i / G];
-                acc += xr[i] * w;
+            for (int g = 0; g < NG; g++) {
+                float p = 0.0f;
+                for (int i = g * G; i < (g + 1) * G; i++)
+                    p += xr[i] * (float)wr[i];
+                acc += p * sr[g];
             }
             out[(size_t)n * OC + o] = bias ? acc + bias[o] : acc;
         }
@@ -91,128 +97,130 @@ AVX2_INLINE float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* 8 weights rebuilt: (float)q[0..7] * s. */
-AVX2_INLINE __m256 deq8(const int8_t *q, __m256 s)
+/* 8 int8 weights as floats (exact). */
+AVX2_INLINE __m256 wide8(const int8_t *q)
 {
     __m128i b = _mm_loadl_epi64((const __m128i *)q);
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), s);
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
 }
 
 /* R rows (x, stride C) by O outputs (wq, stride C; scales, stride NG):
- * out[r, o] (stride OC) = the lane sums above + bias. Each element has the
- * two chains of linear_rows, lanes 0-7 and 8-15 of every 16 columns (a
- * 16-column block never straddles a group: G is a multiple of 16). H = 2:
- * both chains in one pass over the columns (linear_rows' kern, 2 R O
- * accumulators); H = 1: the chain of lanes 0-7, then that of lanes 8-15
- * (its kern_halves, R O accumulators, for the 4 x 2 blocks; the second pass
- * finds the int8 rows in L1). Either way m = h0 + h1 then hsum8 and bias,
- * the same operations on the same values: the bits of linear_rows. R, O, H
- * and G are constants at each call site, so the loops unroll. pf: prefetch
- * PF_DIST bytes ahead in each weight row in the first pass (the pass memory
- * serves). */
-AVX2_INLINE void kern(int R, int O, int H, int G, float *out, const float *x, const int8_t *wq,
+ * out[r, o] (stride OC) = the order above + bias. R, O and G are constants
+ * at each call site, so the loops unroll. pf: prefetch PF_DIST bytes ahead
+ * in each weight row (the pass memory serves). */
+AVX2_INLINE void kern(int R, int O, int G, float *out, const float *x, const int8_t *wq,
                       const float *sc, const float *bias, int C, int OC, int pf)
 {
     int NG = C / G;
-    __m256 m[RBLK][OBLK];
-#pragma GCC unroll 2
-    for (int p = 0; p < 2; p += H) { /* p: the first half of this pass */
-        __m256 acc[RBLK][OBLK][2];
+    __m256 t[RBLK][OBLK];
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int o = 0; o < O; o++)
+            t[r][o] = _mm256_setzero_ps();
+    for (int g = 0; g < NG; g++) {
+        int i0 = g * G;
+        if (pf && (i0 & 63) == 0) /* one prefetch per 64-byte line */
 #pragma GCC unroll 4
             for (int o = 0; o < O; o++)
 #pragma GCC unroll 2
-                for (int h = 0; h < H; h++)
-                    acc[r][o][h] = _mm256_setzero_ps();
-        for (int g = 0; g < NG; g++) {
-            int i0 = g * G;
-            __m256 s[OBLK];
+                for (int b = 0; b < G; b += 64)
+                    _mm_prefetch((const char *)(wq + (size_t)o * C + i0 + b + PF_DIST),
+                                 _MM_HINT_T0);
+        __m256 p[RBLK][OBLK];
+#pragma GCC unroll 8
+        for (int k = 0; k < G; k += 8) {
+            __m256 wv[OBLK];
 #pragma GCC unroll 4
-            for (int o = 0; o < O; o++) {
-                s[o] = _mm256_broadcast_ss(sc + (size_t)o * NG + g);
-                if (pf && p == 0 && (i0 & 63) == 0) /* one prefetch per 64-byte line */
-                    for (int b = 0; b < G; b += 64)
-                        _mm_prefetch((const char *)(wq + (size_t)o * C + i0 + b + PF_DIST),
-                                     _MM_HINT_T0);
+            for (int o = 0; o < O; o++)
+                wv[o] = wide8(wq + (size_t)o * C + i0 + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m256 xv = _mm256_loadu_ps(x + (size_t)r * C + i0 + k);
+#pragma GCC unroll 4
+                for (int o = 0; o < O; o++)
+                    p[r][o] = k ? _mm256_fmadd_ps(xv, wv[o], p[r][o]) : _mm256_mul_ps(xv, wv[o]);
             }
-#pragma GCC unroll 4
-            for (int i = i0; i < i0 + G; i += 16)
-#pragma GCC unroll 2
-                for (int h = 0; h < H; h++) {
-                    int k = i + 8 * (p + h); /* lanes 0-7 or 8-15 of this block */
-                    __m256 wv[OBLK];
-#pragma GCC unroll 4
-                    for (int o = 0; o < O; o++)
-                        wv[o] = deq8(wq + (size_t)o * C + k, s[o]);
-#pragma GCC unroll 4
-                    for (int r = 0; r < R; r++) {
-                        __m256 xv = _mm256_loadu_ps(x + (size_t)r * C + k);
-#pragma GCC unroll 4
-                        for (int o = 0; o < O; o++)
-                            acc[r][o][h] = _mm256_fmadd_ps(xv, wv[o], acc[r][o][h]);
-                    }
-                }
         }
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
+        for (int o = 0; o < O; o++) {
+            __m256 s = _mm256_broadcast_ss(sc + (size_t)o * NG + g);
 #pragma GCC unroll 4
-            for (int o = 0; o < O; o++)
-                m[r][o] = H == 2 ? _mm256_add_ps(acc[r][o][0], acc[r][o][1])
-                          : p    ? _mm256_add_ps(m[r][o], acc[r][o][0])
-                                 : acc[r][o][0];
+            for (int r = 0; r < R; r++)
+                t[r][o] = _mm256_fmadd_ps(p[r][o], s, t[r][o]);
+        }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
-            float v = hsum8(m[r][o]);
+            float v = hsum8(t[r][o]);
             out[(size_t)r * OC + o] = bias ? v + bias[o] : v;
         }
 }
 
-/* All N rows through the outputs o0 .. o0+O-1 (O <= OBLK), RBLK rows at a
- * time; wq, sc and bias point at output o0. At most 8 accumulators per
- * kernel: the 4 x 2 and 3 x 2 blocks run their chains one after the other
- * (H = 1), the rest both at once (H = 2). */
+/* R rows (R a variable 1..4) by one output: kern with R a constant. */
+AVX2_INLINE void kern_r1(int R, int G, float *out, const float *x, const int8_t *wq,
+                         const float *sc, const float *bias, int C, int OC, int pf)
+{
+    switch (R) {
+    case 4: kern(4, 1, G, out, x, wq, sc, bias, C, OC, pf); break;
+    case 3: kern(3, 1, G, out, x, wq, sc, bias, C, OC, pf); break;
+    case 2: kern(2, 1, G, out, x, wq, sc, bias, C, OC, pf); break;
+    case 1: kern(1, 1, G, out, x, wq, sc, bias, C, OC, pf); break;
+    }
+}
+
+/* All N rows through the outputs o0 .. o0+O-1 (O <= OBLK); wq, sc and bias
+ * point at output o0. N = 1 (decode): one 1x4 kernel, the 4 weight rows
+ * side by side, each prefetched PF_DIST bytes ahead (measured ~15% faster
+ * at 2 threads than one row at a time: 4 independent outputs hide the FMA
+ * latency of the per-group chains). N > 1: the first pass (the one memory
+ * serves) takes the first RBLK rows (or all N) through the O weight rows
+ * one at a time in address order (Rx1), prefetched likewise; the other
+ * rows find the weight rows in L1, 4 at a time one output after the other
+ * (4x1), the last 3 or 2 two outputs at a time (3x2, 2x2), a last single
+ * row all four (1x4). At most 12 accumulators per kernel. */
 AVX2_INLINE void oblock(int G, int O, float *out, const float *x, const int8_t *wq,
                         const float *sc, const float *bias, int N, int C, int OC)
 {
-    int NG = C / G, n = 0;
+    int NG = C / G, R0 = N < RBLK ? N : RBLK, n;
+    if (N == 1 && O == OBLK) { /* decode: the 4 weight rows side by side */
+        kern(1, 4, G, out, x, wq, sc, bias, C, OC, 1);
+        return;
+    }
+    for (int o = 0; o < O; o++)
+        kern_r1(R0, G, out + o, x, wq + (size_t)o * C, sc + (size_t)o * NG,
+                bias ? bias + o : NULL, C, OC, 1);
+    for (n = R0; n + RBLK <= N; n += RBLK)
+        for (int o = 0; o < O; o++)
+            kern(4, 1, G, out + (size_t)n * OC + o, x + (size_t)n * C, wq + (size_t)o * C,
+                 sc + (size_t)o * NG, bias ? bias + o : NULL, C, OC, 0);
+    if (n == N)
+        return;
+    float *op = out + (size_t)n * OC;
+    const float *xp = x + (size_t)n * C;
     if (O == OBLK) {
         const int8_t *wq2 = wq + 2 * (size_t)C;
         const float *sc2 = sc + 2 * (size_t)NG, *b2 = bias ? bias + 2 : NULL;
-        for (; n + RBLK <= N; n += RBLK) {
-            float *op = out + (size_t)n * OC;
-            const float *xp = x + (size_t)n * C;
-            kern(4, 2, 1, G, op, xp, wq, sc, bias, C, OC, n == 0);
-            kern(4, 2, 1, G, op + 2, xp, wq2, sc2, b2, C, OC, n == 0);
-        }
-        float *op = out + (size_t)n * OC;
-        const float *xp = x + (size_t)n * C;
         switch (N - n) {
         case 3:
-            kern(3, 2, 1, G, op, xp, wq, sc, bias, C, OC, n == 0);
-            kern(3, 2, 1, G, op + 2, xp, wq2, sc2, b2, C, OC, n == 0);
+            kern(3, 2, G, op, xp, wq, sc, bias, C, OC, 0);
+            kern(3, 2, G, op + 2, xp, wq2, sc2, b2, C, OC, 0);
             break;
         case 2:
-            kern(2, 4, 1, G, op, xp, wq, sc, bias, C, OC, n == 0);
+            kern(2, 2, G, op, xp, wq, sc, bias, C, OC, 0);
+            kern(2, 2, G, op + 2, xp, wq2, sc2, b2, C, OC, 0);
             break;
         case 1:
-            kern(1, 4, 2, G, op, xp, wq, sc, bias, C, OC, n == 0);
+            kern(1, 4, G, op, xp, wq, sc, bias, C, OC, 0);
             break;
         }
         return;
     }
-    /* the last, partial block of outputs: one at a time */
-    for (int o = 0; o < O; o++) {
-        const int8_t *wo = wq + (size_t)o * C;
-        const float *so = sc + (size_t)o * NG, *bo = bias ? bias + o : NULL;
-        for (n = 0; n + RBLK <= N; n += RBLK)
-            kern(4, 1, 2, G, out + (size_t)n * OC + o, x + (size_t)n * C, wo, so, bo, C, OC, 0);
-        for (; n < N; n++)
-            kern(1, 1, 2, G, out + (size_t)n * OC + o, x + (size_t)n * C, wo, so, bo, C, OC, 0);
-    }
+    for (int o = 0; o < O; o++)
+        kern_r1(N - n, G, op + o, xp, wq + (size_t)o * C, sc + (size_t)o * NG,
+                bias ? bias + o : NULL, C, OC, 0);
 }
 
 AVX2_FN static void q8_avx2(const struct cpu_ctx *c, float *out, const float *x, const int8_t *wq,
@@ -229,7 +237,7 @@ AVX2_FN static void q8_avx2(const struct cpu_ctx *c, float *out, const float *x,
         float *op = out + o0;
         const int8_t *wp = wq + (size_t)o0 * C;
         const float *sp = scales + (size_t)o0 * NG, *bp = bias ? bias + o0 : NULL;
-        /* G as a constant: the group loop fully unrolls (4 or 8 steps) */
+        /* G as a constant: the column loop of a group fully unrolls */
         if (G == 32)
             oblock(32, O, op, x, wp, sp, bp, N, C, OC);
         else
@@ -239,23 +247,21 @@ AVX2_FN static void q8_avx2(const struct cpu_ctx *c, float *out, const float *x,
 
 /* ---- portable fallback (no AVX2 + FMA) ---------------------------------- */
 
-/* linear_rows' scalar lane split (cpu_gemv.c dot_lanes) on the rebuilt
- * weights: 16 lanes, multiply then add, lanes j and j+8 summed, then the
- * tree. C is a multiple of G, so of 16: no partial block, and each block of
- * 16 lies in one group. */
+/* The AVX2 order's 8 lanes with multiply then add: per group lane partial
+ * sums p[j] over columns gG+8k+j, t[j] += p[j] * scale, then the tree. */
 static float dot_lanes_q8(const float *x, const int8_t *wq, const float *sc, int C, int G)
 {
-    float l[16] = {0};
-    for (int i = 0; i < C; i += 16) {
-        float s = sc[i / G];
-        for (int j = 0; j < 16; j++) {
-            float w = (float)wq[i + j] * s;
-            l[j] += x[i + j] * w;
-        }
+    float t[8] = {0};
+    for (int i0 = 0; i0 < C; i0 += G) {
+        float p[8] = {0};
+        for (int k = i0; k < i0 + G; k += 8)
+            for (int j = 0; j < 8; j++)
+                p[j] += x[k + j] * (float)wq[k + j];
+        float s = sc[i0 / G];
+        for (int j = 0; j < 8; j++)
+            t[j] += p[j] * s;
     }
-    for (int j = 0; j < 8; j++)
-        l[j] += l[j + 8];
-    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    return ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]));
 }
 
 static void q8_plain(const struct cpu_ctx *c, float *out, const float *x, const int8_t *wq,
