@@ -60,13 +60,6 @@
 enum attn_kind { KIND_KV, KIND_MLA, KIND_LINEAR };
 
 /* Parameter indices of one block (-1: the variant has no such tensor). */
-struct blk {
-    long attn_norm_w, attn_norm_b, wq, bq, wk, bk, wv, bv, wo, bo, q_norm, k_norm;
-    long wkv_a, kv_norm, wkv_b;
-    long mlp_norm_w, mlp_norm_b, w1, b1, w3, b3, w2, b2, router;
-    long *expert; /* moe: (E, 3) experts.e.{w1, w3, w2} */
-};
-
 struct seq_state {
     int len;    /* tokens in the sequence */
     int hw;     /* highest length reached since the last reset (ring eviction) */
@@ -87,9 +80,8 @@ struct llm_infer {
     int cap, window;             /* cache rows per (layer, seq); window for attention_cached */
     int L, C, V, NH, NKV, HS, F, K, R, D, E, topk, QW, KW, MR;
     int rot, rot_off;            /* rope: rotated channels per head and where they start */
-    struct blk *lp;
-    long *expert_idx;            /* (L, E, 3) */
-    long tok_emb, pos_emb, final_w, final_b, lm_head;
+    struct llm_param_index ix;   /* tensors by role (params.h) */
+    const struct llm_param_block *lp; /* (L) = ix.layer */
     struct seq_state *seq;       /* (S) */
     int *stamp, stamp_now;       /* (S) decode's duplicate check */
     /* caches, backend memory, one buffer */
@@ -121,78 +113,6 @@ struct llm_infer {
 static float *P(const struct llm_infer *x, long i)
 {
     return i < 0 ? NULL : x->m->params + x->m->layout.p[i].offset;
-}
-
-/* ---- parameters by name, one pass over the layout ---- */
-static const struct {
-    const char *suffix;
-    size_t off;
-} blk_names[] = {
-#define F_(name, field) {name, offsetof(struct blk, field)}
-    F_("attn_norm.weight", attn_norm_w), F_("attn_norm.bias", attn_norm_b),
-    F_("attn.wq.weight", wq),            F_("attn.wq.bias", bq),
-    F_("attn.wk.weight", wk),            F_("attn.wk.bias", bk),
-    F_("attn.wv.weight", wv),            F_("attn.wv.bias", bv),
-    F_("attn.wo.weight", wo),            F_("attn.wo.bias", bo),
-    F_("attn.q_norm.weight", q_norm),    F_("attn.k_norm.weight", k_norm),
-    F_("attn.wkv_a.weight", wkv_a),      F_("attn.kv_norm.weight", kv_norm),
-    F_("attn.wkv_b.weight", wkv_b),
-    F_("mlp_norm.weight", mlp_norm_w),   F_("mlp_norm.bias", mlp_norm_b),
-    F_("mlp.w1.weight", w1),             F_("mlp.w1.bias", b1),
-    F_("mlp.w3.weight", w3),             F_("mlp.w3.bias", b3),
-    F_("mlp.w2.weight", w2),             F_("mlp.w2.bias", b2),
-    F_("moe.router.weight", router),
-#undef F_
-};
-#define N_BLK_NAMES (sizeof(blk_names) / sizeof(blk_names[0]))
-
-static int index_params(struct llm_infer *x)
-{
-    const struct llm_param_layout *lay = &x->m->layout;
-    for (int l = 0; l < x->L; l++) {
-        struct blk *b = &x->lp[l];
-        for (size_t f = 0; f < N_BLK_NAMES; f++)
-            *(long *)((char *)b + blk_names[f].off) = -1;
-        b->expert = x->E ? x->expert_idx + (size_t)l * x->E * 3 : NULL;
-        for (int i = 0; i < 3 * x->E; i++)
-            b->expert[i] = -1;
-    }
-    x->tok_emb = x->pos_emb = x->final_w = x->final_b = x->lm_head = -1;
-    for (size_t i = 0; i < lay->n; i++) {
-        const struct llm_param_spec *s = &lay->p[i];
-        long *slot = NULL;
-        if (s->layer < 0) {
-            slot = !strcmp(s->name, "tok_emb.weight")      ? &x->tok_emb
-                   : !strcmp(s->name, "pos_emb.weight")    ? &x->pos_emb
-                   : !strcmp(s->name, "final_norm.weight") ? &x->final_w
-                   : !strcmp(s->name, "final_norm.bias")   ? &x->final_b
-                   : !strcmp(s->name, "lm_head.weight")    ? &x->lm_head
-                                                           : NULL;
-        } else if (s->layer < x->L) {
-            struct blk *b = &x->lp[s->layer];
-            const char *suffix = strchr(s->name + strlen("layers."), '.');
-            suffix = suffix ? suffix + 1 : "";
-            if (s->expert >= 0 && s->expert < x->E) { /* moe.experts.<e>.w1.weight */
-                const char *last = strrchr(suffix, '.'), *part = last;
-                while (part > suffix && part[-1] != '.')
-                    part--;
-                int k = !strncmp(part, "w1.", 3) ? 0 : !strncmp(part, "w3.", 3) ? 1
-                        : !strncmp(part, "w2.", 3) ? 2 : -1;
-                if (k >= 0 && last && !strcmp(last, ".weight"))
-                    slot = &b->expert[s->expert * 3 + k];
-            } else {
-                for (size_t f = 0; f < N_BLK_NAMES; f++)
-                    if (!strcmp(suffix, blk_names[f].suffix))
-                        slot = (long *)((char *)b + blk_names[f].off);
-            }
-        }
-        if (!slot)
-            return llm_err(LLM_EINVAL, "infer: parameter '%s' has no place in the model", s->name);
-        *slot = (long)i;
-    }
-    if (x->m->cfg.tie_embeddings)
-        x->lm_head = x->tok_emb;
-    return 0;
 }
 
 /* ---- sizes ---- */
@@ -287,7 +207,8 @@ void llm_infer_free(struct llm_infer *x)
         if (x->scr)
             x->be->ops->free(x->be->ctx, x->scr);
     }
-    free(x->lp), free(x->expert_idx), free(x->seq), free(x->stamp), free(x->lin);
+    llm_param_index_release(&x->ix);
+    free(x->seq), free(x->stamp), free(x->lin);
     free(x->probs_h), free(x->idx_h), free(x->choice), free(x->count), free(x->mark);
     free(x->hq), free(x->hk), free(x->hv), free(x->ho), free(x->phq), free(x->phk);
     free(x);
@@ -333,17 +254,15 @@ int llm_infer_new(struct llm_infer **out, const struct llm_model *m, int max_seq
     if (x->window > 0 && (long)x->window + x->chunk - 1 + LLM_INFER_SLACK < max_len)
         x->cap = x->window + x->chunk - 1 + LLM_INFER_SLACK;
     int rc = 0;
-    x->lp = llm_calloc((size_t)(x->L ? x->L : 1), sizeof(*x->lp), "the inference state");
-    x->expert_idx = x->E ? llm_calloc((size_t)x->L * x->E * 3, sizeof(long), "the inference state")
-                         : NULL;
     x->seq = llm_calloc((size_t)max_seqs, sizeof(*x->seq), "the inference state");
     x->stamp = llm_calloc((size_t)max_seqs, sizeof(int), "the inference state");
-    if (!x->lp || (x->E && !x->expert_idx) || !x->seq || !x->stamp) {
+    if (!x->seq || !x->stamp) {
         rc = LLM_ENOMEM;
         goto fail;
     }
-    if ((rc = index_params(x)))
+    if ((rc = llm_param_index_init(&x->ix, &m->layout, &m->cfg)))
         goto fail;
+    x->lp = x->ix.layer;
     /* the cache */
     size_t per = (size_t)x->L * x->S * x->cap; /* rows of each cache part */
     size_t cache_floats = x->kind == KIND_KV    ? 2 * per * x->KW
@@ -457,7 +376,7 @@ static int act_kind(const struct llm_infer *x)
  * each row sums its experts' terms in expert order whatever the other rows). */
 static int mlp(struct llm_infer *x, int l, const float *in, int n, int gemv)
 {
-    const struct blk *p = &x->lp[l];
+    const struct llm_param_block *p = &x->lp[l];
     int C = x->C, F = x->F, swiglu = x->m->cfg.activation == LLM_ACTIVATION_SWIGLU;
     int rc;
     if (!x->E) {
@@ -564,7 +483,7 @@ static int rope(struct llm_infer *x, float *base, int cnt, int H, int pos0)
  * slots. */
 static int mla_expand(struct llm_infer *x, int l, int s, int a, int len, int pos, int gemv)
 {
-    const struct blk *p = &x->lp[l];
+    const struct llm_param_block *p = &x->lp[l];
     int NH = x->NH, HS = x->HS, K = x->K, R = x->R, D = x->D, QW = x->QW, qk = x->m->cfg.qk_norm;
     size_t row = cache_row(x, l, s) + (size_t)a;
     const float *lat = x->lat + row * K, *kr = x->krc + row * R, *wb = P(x, p->wkv_b);
@@ -668,7 +587,7 @@ static int mla_rows(struct llm_infer *x, int l, int n, int gemv)
 static int attention(struct llm_infer *x, int l, const float *in, const struct grp *grps, int ng,
                      int n, int gemv)
 {
-    const struct blk *p = &x->lp[l];
+    const struct llm_param_block *p = &x->lp[l];
     int C = x->C, NH = x->NH, NKV = x->NKV, HS = x->HS, QW = x->QW, KW = x->KW;
     int qk = x->m->cfg.qk_norm;
     float eps = (float)x->m->cfg.norm_eps, scale = 1.0f / sqrtf((float)HS);
@@ -734,9 +653,9 @@ static int step(struct llm_infer *x, const struct grp *grps, int ng, int n, cons
     int C = x->C, rc;
     size_t nc = (size_t)n * C;
     if ((rc = x->be->ops->upload(x->be->ctx, x->tok, tokens, (size_t)n * sizeof(int32_t))) ||
-        (rc = OP(x, embedding_forward, x->x, x->tok, P(x, x->tok_emb), n, C, x->V)))
+        (rc = OP(x, embedding_forward, x->x, x->tok, P(x, x->ix.tok_emb), n, C, x->V)))
         return rc;
-    const float *table = c->position == LLM_POSITION_LEARNED      ? P(x, x->pos_emb)
+    const float *table = c->position == LLM_POSITION_LEARNED      ? P(x, x->ix.pos_emb)
                          : c->position == LLM_POSITION_SINUSOIDAL ? x->m->pos_table
                                                                   : NULL;
     for (int i = 0; table && i < ng; i++)
@@ -744,7 +663,7 @@ static int step(struct llm_infer *x, const struct grp *grps, int ng, int n, cons
                      grps[i].pos0)))
             return rc;
     for (int l = 0; l < x->L; l++) {
-        const struct blk *p = &x->lp[l];
+        const struct llm_param_block *p = &x->lp[l];
         if (c->norm_position == LLM_NORM_POSITION_PRE) {
             if ((rc = norm(x, x->xa, x->x, p->attn_norm_w, p->attn_norm_b, n)) ||
                 (rc = attention(x, l, x->xa, grps, ng, n, gemv)) ||
@@ -764,8 +683,8 @@ static int step(struct llm_infer *x, const struct grp *grps, int ng, int n, cons
     if (lrows <= 0)
         return 0;
     float *xa = x->xa + (size_t)lrow0 * C;
-    if ((rc = norm(x, xa, x->x + (size_t)lrow0 * C, x->final_w, x->final_b, lrows)) ||
-        (rc = linear(x, gemv, x->logits, xa, P(x, x->lm_head), NULL, lrows, C, x->V)) ||
+    if ((rc = norm(x, xa, x->x + (size_t)lrow0 * C, x->ix.final_w, x->ix.final_b, lrows)) ||
+        (rc = linear(x, gemv, x->logits, xa, P(x, x->ix.lm_head), NULL, lrows, C, x->V)) ||
         (rc = x->be->ops->download(x->be->ctx, out, x->logits, (size_t)lrows * x->V * sizeof(float))))
         return rc;
     return x->be->ops->sync(x->be->ctx);

@@ -91,80 +91,6 @@ static int init_pos_table(struct llm_model *m)
     return rc;
 }
 
-/* Block tensors by their name after "layers.<i>.", into struct layer_params. */
-static const struct {
-    const char *suffix;
-    size_t off;
-} block_tensors[] = {
-#define F_(name, field) {name, offsetof(struct layer_params, field)}
-    F_("attn_norm.weight", attn_norm_w), F_("attn_norm.bias", attn_norm_b),
-    F_("attn.wq.weight", wq),            F_("attn.wq.bias", bq),
-    F_("attn.wk.weight", wk),            F_("attn.wk.bias", bk),
-    F_("attn.wv.weight", wv),            F_("attn.wv.bias", bv),
-    F_("attn.wo.weight", wo),            F_("attn.wo.bias", bo),
-    F_("attn.q_norm.weight", q_norm),    F_("attn.k_norm.weight", k_norm),
-    F_("attn.wkv_a.weight", wkv_a),      F_("attn.kv_norm.weight", kv_norm),
-    F_("attn.wkv_b.weight", wkv_b),
-    F_("mlp_norm.weight", mlp_norm_w),   F_("mlp_norm.bias", mlp_norm_b),
-    F_("mlp.w1.weight", w1),             F_("mlp.w1.bias", b1),
-    F_("mlp.w3.weight", w3),             F_("mlp.w3.bias", b3),
-    F_("mlp.w2.weight", w2),             F_("mlp.w2.bias", b2),
-    F_("moe.router.weight", router),
-#undef F_
-};
-
-/* Fills A->lp from one pass over the layout (a lookup by name per tensor
- * would cost O(tensors^2): ~77k tensors in a large MoE). Tensors the model
- * does not know are a bug in params.c. */
-static int index_params(struct llm_model *m)
-{
-    const struct llm_model_config *c = &m->cfg;
-    struct llm_model_acts *A = m->acts;
-    int E = is_moe(m) ? c->n_experts : 0;
-    for (int l = 0; l < c->n_layers; l++) {
-        struct layer_params *p = &A->lp[l];
-        for (size_t f = 0; f < sizeof(block_tensors) / sizeof(block_tensors[0]); f++)
-            *(long *)((char *)p + block_tensors[f].off) = -1;
-        p->expert = E ? A->expert_idx + (size_t)l * E * 3 : NULL;
-        for (int i = 0; i < 3 * E; i++)
-            p->expert[i] = -1;
-    }
-    A->tok_emb = A->pos_emb = A->final_w = A->final_b = A->lm_head = -1;
-    for (size_t i = 0; i < m->layout.n; i++) {
-        const struct llm_param_spec *s = &m->layout.p[i];
-        long *slot = NULL;
-        if (s->layer < 0) {
-            slot = !strcmp(s->name, "tok_emb.weight")      ? &A->tok_emb
-                   : !strcmp(s->name, "pos_emb.weight")    ? &A->pos_emb
-                   : !strcmp(s->name, "final_norm.weight") ? &A->final_w
-                   : !strcmp(s->name, "final_norm.bias")   ? &A->final_b
-                   : !strcmp(s->name, "lm_head.weight")    ? &A->lm_head
-                                                           : NULL;
-        } else if (s->layer < c->n_layers) {
-            struct layer_params *p = &A->lp[s->layer];
-            const char *suffix = strchr(s->name + strlen("layers."), '.');
-            suffix = suffix ? suffix + 1 : "";
-            if (s->expert >= 0 && s->expert < E) { /* moe.experts.<e>.w1.weight */
-                static const char *const part[3] = {".w1.weight", ".w3.weight", ".w2.weight"};
-                size_t len = strlen(s->name);
-                for (int k = 0; k < 3; k++)
-                    if (len > strlen(part[k]) && !strcmp(s->name + len - strlen(part[k]), part[k]))
-                        slot = &p->expert[s->expert * 3 + k];
-            } else {
-                for (size_t f = 0; f < sizeof(block_tensors) / sizeof(block_tensors[0]); f++)
-                    if (!strcmp(suffix, block_tensors[f].suffix))
-                        slot = (long *)((char *)p + block_tensors[f].off);
-            }
-        }
-        if (!slot)
-            return llm_err(LLM_EINVAL, "model: parameter '%s' has no place in the model", s->name);
-        *slot = (long)i;
-    }
-    if (m->cfg.tie_embeddings)
-        A->lm_head = A->tok_emb;
-    return 0;
-}
-
 int llm_model_init(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be,
                    uint64_t seed)
 {
@@ -180,15 +106,15 @@ int llm_model_init(struct llm_model *m, const struct llm_model_config *cfg, stru
         return LLM_ENOMEM;
     }
     struct llm_model_acts *A = m->acts;
-    A->lp = llm_calloc((size_t)cfg->n_layers, sizeof(*A->lp), "the model");
     A->la = llm_calloc((size_t)cfg->n_layers, sizeof(*A->la), "the model");
-    if (is_moe(m))
-        A->expert_idx = llm_calloc((size_t)cfg->n_layers * cfg->n_experts * 3, sizeof(long), "the model");
-    if (!A->lp || !A->la || (is_moe(m) && !A->expert_idx)) {
+    if (!A->la) {
         llm_model_release(m);
         return LLM_ENOMEM;
     }
-    if ((rc = index_params(m)) ||
+    if (!(rc = llm_param_index_init(&A->ix, &m->layout, cfg))) {
+        A->lp = A->ix.layer;
+    }
+    if (rc ||
         (rc = be->ops->alloc(be->ctx, (void **)&m->params, m->layout.total * sizeof(float))) ||
         (rc = init_params(m, seed)) ||
         (cfg->position == LLM_POSITION_SINUSOIDAL && (rc = init_pos_table(m)))) {
@@ -219,7 +145,7 @@ void llm_model_release(struct llm_model *m)
     }
     moe_release(m);
     if (m->acts)
-        free(m->acts->lp), free(m->acts->la), free(m->acts->expert_idx);
+        llm_param_index_release(&m->acts->ix), free(m->acts->la);
     free(m->acts);
     free(m->host_targets), free(m->host_losses);
     llm_param_layout_release(&m->layout);
@@ -392,7 +318,7 @@ static int mla_kv_forward(struct llm_model *m, int l, const float *in, float *k,
 {
     const struct llm_model_config *c = &m->cfg;
     struct llm_model_acts *A = m->acts;
-    struct layer_params *p = &A->lp[l];
+    struct llm_param_block *p = &A->lp[l];
     struct layer_acts *a = &A->la[l];
     int N = m->B * m->T, C = c->d_model, NH = c->n_heads, HS = HS_(m);
     int K = c->kv_lora_rank, R = mla_R(m), D = HS - R;
@@ -422,7 +348,7 @@ static int mla_kv_backward(struct llm_model *m, int l, float *dx, const float *d
 {
     const struct llm_model_config *c = &m->cfg;
     struct llm_model_acts *A = m->acts;
-    struct layer_params *p = &A->lp[l];
+    struct llm_param_block *p = &A->lp[l];
     struct layer_acts *a = &A->la[l];
     int N = m->B * m->T, C = c->d_model, NH = c->n_heads, HS = HS_(m);
     int K = c->kv_lora_rank, R = mla_R(m), D = HS - R;
@@ -477,7 +403,7 @@ static int rope_qk(struct llm_model *m, float *q, float *k, int backward)
 static int attention_forward(struct llm_model *m, int l, const float *in)
 {
     const struct llm_model_config *c = &m->cfg;
-    struct layer_params *p = &m->acts->lp[l];
+    struct llm_param_block *p = &m->acts->lp[l];
     struct layer_acts *a = &m->acts->la[l];
     int B = m->B, T = m->T, N = B * T, C = c->d_model, NH = c->n_heads, NKV = NKV_(m), HS = HS_(m);
     float eps = (float)c->norm_eps;
@@ -516,7 +442,7 @@ static int attention_forward(struct llm_model *m, int l, const float *in)
 static int mlp_forward(struct llm_model *m, int l, const float *in)
 {
     const struct llm_model_config *c = &m->cfg;
-    struct layer_params *p = &m->acts->lp[l];
+    struct llm_param_block *p = &m->acts->lp[l];
     struct layer_acts *a = &m->acts->la[l];
     int N = m->B * m->T, C = c->d_model, F = c->d_ff;
     size_t nf = (size_t)N * F;
@@ -560,10 +486,10 @@ int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t 
     if (training) /* evaluation draws nothing: it never shifts the dropout masks of training */
         m->dropout_seed = llm_rng_u64(&m->rng);
     if ((rc = m->be->ops->upload(m->be->ctx, m->tokens, tokens, (size_t)N * sizeof(int32_t))) ||
-        (rc = OP(m, embedding_forward, A->emb, m->tokens, P(m, A->tok_emb), N, C, V)))
+        (rc = OP(m, embedding_forward, A->emb, m->tokens, P(m, A->ix.tok_emb), N, C, V)))
         return rc;
     if (c->position == LLM_POSITION_LEARNED)
-        rc = OP(m, add_positions, A->emb, P(m, A->pos_emb), B, T, C, 0);
+        rc = OP(m, add_positions, A->emb, P(m, A->ix.pos_emb), B, T, C, 0);
     else if (c->position == LLM_POSITION_SINUSOIDAL)
         rc = OP(m, add_positions, A->emb, m->pos_table, B, T, C, 0);
     if (!rc && dropout_on(m))
@@ -571,7 +497,7 @@ int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t 
     if (rc)
         return rc;
     for (int l = 0; l < c->n_layers; l++) {
-        struct layer_params *p = &A->lp[l];
+        struct llm_param_block *p = &A->lp[l];
         struct layer_acts *a = &A->la[l];
         size_t nc = (size_t)N * C;
         if (pre_norm(m)) { /* x + attn(norm(x)), then + mlp(norm(.)) */
@@ -596,8 +522,8 @@ int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t 
     }
     const float *last = c->n_layers ? (pre_norm(m) ? A->la[c->n_layers - 1].s2 : A->la[c->n_layers - 1].n2)
                                     : A->emb;
-    if ((rc = norm_forward(m, A->nf, A->nf_mean, A->nf_rstd, last, A->final_w, A->final_b, N)) ||
-        (rc = OP(m, matmul_forward, A->logits, A->nf, P(m, A->lm_head), NULL, N, C, V)))
+    if ((rc = norm_forward(m, A->nf, A->nf_mean, A->nf_rstd, last, A->ix.final_w, A->ix.final_b, N)) ||
+        (rc = OP(m, matmul_forward, A->logits, A->nf, P(m, A->ix.lm_head), NULL, N, C, V)))
         return rc;
     /* MoE: the load-balancing losses of the layers, in layer order (host doubles) */
     m->aux_loss = 0.0f;
@@ -652,7 +578,7 @@ static int mlp_backward(struct llm_model *m, int l, float *dx, const float *dout
 {
     const struct llm_model_config *c = &m->cfg;
     struct llm_model_acts *A = m->acts;
-    struct layer_params *p = &A->lp[l];
+    struct llm_param_block *p = &A->lp[l];
     struct layer_acts *a = &A->la[l];
     int N = m->B * m->T, C = c->d_model, F = c->d_ff;
     size_t nf = (size_t)N * F;
@@ -686,7 +612,7 @@ static int attention_backward(struct llm_model *m, int l, float *dx, const float
 {
     const struct llm_model_config *c = &m->cfg;
     struct llm_model_acts *A = m->acts;
-    struct layer_params *p = &A->lp[l];
+    struct llm_param_block *p = &A->lp[l];
     struct layer_acts *a = &A->la[l];
     int B = m->B, T = m->T, N = B * T, C = c->d_model, NH = c->n_heads, NKV = NKV_(m), HS = HS_(m);
     int rc;
@@ -743,15 +669,15 @@ int llm_model_backward(struct llm_model *m)
     /* d(mean loss)/dlogits = (softmax - onehot) / n_valid, into the logits buffer */
     if ((rc = OP(m, cross_entropy, A->losses, A->logits, A->logits, m->targets, N, V,
                  1.0f / (float)m->n_valid)) ||
-        (rc = OP(m, matmul_backward, A->dA, G(m, A->lm_head), NULL, A->logits, A->nf,
-                 P(m, A->lm_head), N, C, V)))
+        (rc = OP(m, matmul_backward, A->dA, G(m, A->ix.lm_head), NULL, A->logits, A->nf,
+                 P(m, A->ix.lm_head), N, C, V)))
         return rc;
     const float *last = L ? (pre_norm(m) ? A->la[L - 1].s2 : A->la[L - 1].n2) : A->emb;
-    if ((rc = norm_backward(m, A->g, A->final_w, A->final_b, A->dA, last, A->nf_mean, A->nf_rstd, N)))
+    if ((rc = norm_backward(m, A->g, A->ix.final_w, A->ix.final_b, A->dA, last, A->nf_mean, A->nf_rstd, N)))
         return rc;
     /* A->g: gradient of the current block's output, then of its input */
     for (int l = L - 1; l >= 0; l--) {
-        struct layer_params *p = &A->lp[l];
+        struct llm_param_block *p = &A->lp[l];
         struct layer_acts *a = &A->la[l];
         if (pre_norm(m)) {
             /* s2 = s1 + mlp(norm2(s1)); s1 = x + attn(norm1(x)) */
@@ -783,9 +709,9 @@ int llm_model_backward(struct llm_model *m)
             return rc;
         demb = A->dA;
     }
-    if ((rc = OP(m, embedding_backward, G(m, A->tok_emb), demb, m->tokens, N, C)))
+    if ((rc = OP(m, embedding_backward, G(m, A->ix.tok_emb), demb, m->tokens, N, C)))
         return rc;
     if (c->position == LLM_POSITION_LEARNED)
-        rc = OP(m, add_positions_backward, G(m, A->pos_emb), demb, B, T, C, 0);
+        rc = OP(m, add_positions_backward, G(m, A->ix.pos_emb), demb, B, T, C, 0);
     return rc;
 }

@@ -19,14 +19,6 @@
                                 (m)->be->ops->name))
 
 /* Parameter indices of one block (-1 when the variant has no such tensor). */
-struct layer_params {
-    long attn_norm_w, attn_norm_b, wq, bq, wk, bk, wv, bv, wo, bo, q_norm, k_norm;
-    long wkv_a, kv_norm, wkv_b;     /* mla */
-    long mlp_norm_w, mlp_norm_b, w1, b1, w3, b3, w2, b2;
-    long router;                    /* moe */
-    long *expert;                   /* moe: (E, 3) experts.e.{w1, w3, w2} (w3 -1 unless swiglu) */
-};
-
 /* Activation pointers of one block (into m->act_mem). */
 struct layer_acts {
     float *res_in;                  /* (N, C) the block's input (borrowed from the one before) */
@@ -55,10 +47,9 @@ struct moe_route {
 };
 
 struct llm_model_acts {
-    struct layer_params *lp;        /* (L) */
+    struct llm_param_index ix;      /* tensors by role (params.h) */
+    struct llm_param_block *lp;     /* (L) = ix.layer */
     struct layer_acts *la;          /* (L) */
-    long *expert_idx;               /* moe: (L, E, 3), what lp[l].expert points into */
-    long tok_emb, pos_emb, final_w, final_b, lm_head;
     float *emb;                     /* (N, C) embedding output */
     float *nf, *nf_mean, *nf_rstd;  /* final norm */
     float *logits;                  /* (N, V), dlogits in backward */

@@ -157,7 +157,7 @@ int moe_forward(struct llm_model *m, int l, const float *in)
 {
     const struct llm_model_config *c = &m->cfg;
     struct llm_model_acts *A = m->acts;
-    struct layer_params *p = &A->lp[l];
+    struct llm_param_block *p = &A->lp[l];
     struct layer_acts *a = &A->la[l];
     struct moe_route *r = &A->route[l];
     int N = m->B * m->T, C = c->d_model, F = c->d_ff, E = c->n_experts, M = N * c->top_k;
@@ -201,7 +201,7 @@ int moe_backward(struct llm_model *m, int l, float *dx, const float *dout, const
 {
     const struct llm_model_config *c = &m->cfg;
     struct llm_model_acts *A = m->acts;
-    struct layer_params *p = &A->lp[l];
+    struct llm_param_block *p = &A->lp[l];
     struct layer_acts *a = &A->la[l];
     struct moe_route *r = &A->route[l];
     int N = m->B * m->T, C = c->d_model, F = c->d_ff, E = c->n_experts, K = c->top_k, M = N * K;

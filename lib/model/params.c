@@ -267,3 +267,93 @@ const char *llm_param_kind_name(enum llm_param_kind k)
     }
     return "?";
 }
+
+/* ---- the index by role ---- */
+
+/* Block tensors by their name after "layers.<i>.". */
+static const struct {
+    const char *suffix;
+    size_t off;
+} block_tensors[] = {
+#define F_(name, field) {name, offsetof(struct llm_param_block, field)}
+    F_("attn_norm.weight", attn_norm_w), F_("attn_norm.bias", attn_norm_b),
+    F_("attn.wq.weight", wq),            F_("attn.wq.bias", bq),
+    F_("attn.wk.weight", wk),            F_("attn.wk.bias", bk),
+    F_("attn.wv.weight", wv),            F_("attn.wv.bias", bv),
+    F_("attn.wo.weight", wo),            F_("attn.wo.bias", bo),
+    F_("attn.q_norm.weight", q_norm),    F_("attn.k_norm.weight", k_norm),
+    F_("attn.wkv_a.weight", wkv_a),      F_("attn.kv_norm.weight", kv_norm),
+    F_("attn.wkv_b.weight", wkv_b),
+    F_("mlp_norm.weight", mlp_norm_w),   F_("mlp_norm.bias", mlp_norm_b),
+    F_("mlp.w1.weight", w1),             F_("mlp.w1.bias", b1),
+    F_("mlp.w3.weight", w3),             F_("mlp.w3.bias", b3),
+    F_("mlp.w2.weight", w2),             F_("mlp.w2.bias", b2),
+    F_("moe.router.weight", router),
+#undef F_
+};
+#define N_BLOCK_TENSORS (sizeof(block_tensors) / sizeof(block_tensors[0]))
+
+void llm_param_index_release(struct llm_param_index *ix)
+{
+    free(ix->layer);
+    free(ix->expert_idx);
+    memset(ix, 0, sizeof(*ix));
+}
+
+int llm_param_index_init(struct llm_param_index *ix, const struct llm_param_layout *l,
+                         const struct llm_model_config *c)
+{
+    memset(ix, 0, sizeof(*ix));
+    int L = c->n_layers, E = c->mlp == LLM_MLP_MOE ? c->n_experts : 0;
+    ix->layer = llm_calloc(L > 0 ? (size_t)L : 1, sizeof(*ix->layer), "the parameter index");
+    if (E)
+        ix->expert_idx = llm_calloc((size_t)L * E * 3, sizeof(long), "the parameter index");
+    if (!ix->layer || (E && !ix->expert_idx)) {
+        llm_param_index_release(ix);
+        return LLM_ENOMEM;
+    }
+    for (int k = 0; k < L; k++) {
+        struct llm_param_block *p = &ix->layer[k];
+        for (size_t f = 0; f < N_BLOCK_TENSORS; f++)
+            *(long *)((char *)p + block_tensors[f].off) = -1;
+        p->expert = E ? ix->expert_idx + (size_t)k * E * 3 : NULL;
+        for (int i = 0; i < 3 * E; i++)
+            p->expert[i] = -1;
+    }
+    ix->tok_emb = ix->pos_emb = ix->final_w = ix->final_b = ix->lm_head = -1;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct llm_param_spec *s = &l->p[i];
+        long *slot = NULL;
+        if (s->layer < 0) {
+            slot = !strcmp(s->name, "tok_emb.weight")      ? &ix->tok_emb
+                   : !strcmp(s->name, "pos_emb.weight")    ? &ix->pos_emb
+                   : !strcmp(s->name, "final_norm.weight") ? &ix->final_w
+                   : !strcmp(s->name, "final_norm.bias")   ? &ix->final_b
+                   : !strcmp(s->name, "lm_head.weight")    ? &ix->lm_head
+                                                           : NULL;
+        } else if (s->layer < L) {
+            struct llm_param_block *p = &ix->layer[s->layer];
+            const char *suffix = strchr(s->name + strlen("layers."), '.');
+            suffix = suffix ? suffix + 1 : "";
+            if (s->expert >= 0 && s->expert < E) { /* moe.experts.<e>.w1.weight */
+                static const char *const part[3] = {".w1.weight", ".w3.weight", ".w2.weight"};
+                size_t len = strlen(s->name);
+                for (int k = 0; k < 3; k++)
+                    if (len > strlen(part[k]) && !strcmp(s->name + len - strlen(part[k]), part[k]))
+                        slot = &p->expert[s->expert * 3 + k];
+            } else {
+                for (size_t f = 0; f < N_BLOCK_TENSORS; f++)
+                    if (!strcmp(suffix, block_tensors[f].suffix))
+                        slot = (long *)((char *)p + block_tensors[f].off);
+            }
+        }
+        if (!slot) {
+            llm_param_index_release(ix);
+            return llm_err(LLM_EINVAL, "parameter '%s' has no place in the model", s->name);
+        }
+        *slot = (long)i;
+    }
+    if (c->tie_embeddings)
+        ix->lm_head = ix->tok_emb;
+    return 0;
+}

@@ -113,6 +113,29 @@ static inline int llm_param_mla_rope_dim(const struct llm_model_config *m)
     return (llm_param_head_size(m) / 2) & ~1;
 }
 
+/* Every tensor's index in the layout by its role, -1 where the config has
+ * none: what the forward passes (model.c, lib/infer) look tensors up by. */
+struct llm_param_block {
+    long attn_norm_w, attn_norm_b, wq, bq, wk, bk, wv, bv, wo, bo, q_norm, k_norm;
+    long wkv_a, kv_norm, wkv_b;     /* mla */
+    long mlp_norm_w, mlp_norm_b, w1, b1, w3, b3, w2, b2;
+    long router;                    /* moe */
+    long *expert;                   /* moe: (E, 3) experts.e.{w1, w3, w2} (w3 -1 unless swiglu); NULL if dense */
+};
+struct llm_param_index {
+    long tok_emb, pos_emb, final_w, final_b;
+    long lm_head;                   /* = tok_emb when tie_embeddings */
+    struct llm_param_block *layer;  /* (L) */
+    long *expert_idx;               /* moe: (L, E, 3), what layer[l].expert points into */
+};
+/* Fills ix from one pass over l (a lookup by name per tensor would cost
+ * O(tensors^2): ~77k tensors in a large MoE); ix need not be initialized. A
+ * tensor without a role is LLM_EINVAL (a bug in params.c); LLM_ENOMEM. On
+ * error ix is released. */
+int llm_param_index_init(struct llm_param_index *ix, const struct llm_param_layout *l,
+                         const struct llm_model_config *m);
+void llm_param_index_release(struct llm_param_index *ix); /* safe twice */
+
 /* JSON-ish name of a kind ("matrix"), for reports. */
 const char *llm_param_kind_name(enum llm_param_kind k);
 

@@ -331,6 +331,8 @@ static void fill_summary(const struct train_loop *L, const struct llm_model *m, 
     s->mfu = L->peak > 0 ? s->tokens_per_s * L->flops_per_token / L->peak : NAN;
     s->noise_scale = noise_scale(L);
     s->params = (int64_t)llm_param_count(&m->layout);
+    s->resumed_from = L->resumed_from;
+    snprintf(s->checkpoint, sizeof(s->checkpoint), "%s", L->ckpt_path);
 }
 
 static int write_summary(const struct train_loop *L, const struct llm_train_summary *s)
@@ -459,8 +461,6 @@ int llm_train_run(struct llm_model *m, const struct llm_train_task *task, const 
             if (L.peak > 0)
                 r.mfu = r.tokens_per_s * L.flops_per_token / L.peak;
         }
-        double per_step = (L.st.elapsed - elapsed0) / (double)(s - step0);
-        r.eta_s = per_step * (double)(c->train.steps - s);
         if (!rc && (s % c->train.log_every == 0 || eval || last)) {
             rc = write_row(&L, &r);
             t_row = L.st.train_time, tok_row = L.st.tokens;
@@ -479,14 +479,8 @@ int llm_train_run(struct llm_model *m, const struct llm_train_task *task, const 
         if (last_ckpt != L.st.step)
             rc = train_checkpoint(&L, m, 0);
     }
-    if (!rc && sum->already_done)
-        snprintf(L.ckpt_path, sizeof(L.ckpt_path), "%s", L.resumed_path);
     if (!rc) {
-        int keep_interrupted = sum->interrupted, keep_done = sum->already_done;
-        fill_summary(&L, m, sum);
-        sum->interrupted = keep_interrupted, sum->already_done = keep_done;
-        sum->resumed_from = L.resumed_from;
-        snprintf(sum->checkpoint, sizeof(sum->checkpoint), "%s", L.ckpt_path);
+        fill_summary(&L, m, sum); /* all but interrupted and already_done, set above */
         if (!sum->already_done)
             rc = write_summary(&L, sum);
     }

@@ -49,7 +49,6 @@ struct llm_train_report {
     double mfu;              /* tokens_per_s * train FLOPs per token / peak FLOP/s */
     double elapsed_s;        /* training time since the start (resumes included) */
     double noise_scale;      /* B_simple in tokens (McCandlish et al. 2018), smoothed */
-    double eta_s;            /* of the remaining steps at the current rate */
     int64_t skipped;         /* steps skipped so far (non-finite or spiking loss) */
 };
 

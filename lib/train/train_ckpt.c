@@ -416,7 +416,6 @@ int train_resume(struct train_loop *L, struct llm_model *m, const char *from)
     if (rc)
         return rc;
     L->resumed_from = (int)L->st.step;
-    snprintf(L->resumed_path, sizeof(L->resumed_path), "%s", path);
     snprintf(L->ckpt_path, sizeof(L->ckpt_path), "%s", path);
     llm_info("resuming from %s (step %lld)", path, (long long)L->st.step);
     return 0;

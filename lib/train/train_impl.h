@@ -39,7 +39,6 @@ struct train_loop {
     double last_loss, last_val;
     double flops_per_token, peak;
     int resumed_from;         /* -1 = fresh */
-    char resumed_path[TRAIN_PATH_MAX];
     char metrics_path[TRAIN_PATH_MAX];
     char ckpt_path[TRAIN_PATH_MAX]; /* the last written */
     FILE *metrics;
