@@ -32,7 +32,7 @@ Q := $(if $(filter 1,$(V)),,@)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -MMD -MP -fopenmp \
            -D_GNU_SOURCE -Ilib -Ilib/core -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  := -lzstd -lcjson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -lutil -fopenmp
+LDLIBS  := -lzstd -lcjson -lpcre2-8 -lutf8proc -lz -lopenblas -lm -lpthread -lutil -fopenmp
 ifeq ($(SANITIZE),1)
   CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDLIBS  += -fsanitize=address,undefined
@@ -98,7 +98,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libllm.a
 bench: all $(BENCH_BIN)
 
 # Installs what is missing; other targets run the quick header check first.
-DEB_PKGS := libzstd-dev libcjson-dev libopenblas-dev libpcre2-dev libutf8proc-dev libcmocka-dev
+DEB_PKGS := libzstd-dev libcjson-dev libopenblas-dev libpcre2-dev libutf8proc-dev zlib1g-dev libcmocka-dev
 deps:
 	@sh tests/deps.sh install $(DEB_PKGS)
 check-deps:

@@ -22,5 +22,11 @@ int cmd_import(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_scaling_fit(int argc, char **argv);
+int cmd_scaling_sweep(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
+int cmd_filter(int argc, char **argv);
+int cmd_dedup(int argc, char **argv);
 
 #endif

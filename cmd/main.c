@@ -30,6 +30,12 @@ static const struct command commands[] = {
     {"pretrain", cmd_pretrain, "train a model from scratch on token shards (resume, sweeps)"},
     {"generate", cmd_generate, "generate text with a model (KV cache, sampling, batched decoding)"},
     {"quantize", cmd_quantize, "int8 weights with per-group scales, for generate"},
+    {"eval", cmd_eval, "evaluate a model: perplexity, multiple choice, exact match, ifeval, judge"},
+    {"scaling-fit", cmd_scaling_fit, "fit scaling laws to runs; predict the compute-optimal model"},
+    {"scaling-sweep", cmd_scaling_sweep, "plan and run an IsoFLOP grid of small pretrain runs, then fit"},
+    {"extract", cmd_extract, "HTML, WARC or JSONL-with-html to JSONL text documents"},
+    {"filter", cmd_filter, "quality rules, PII masking and a quality classifier over JSONL documents"},
+    {"dedup", cmd_dedup, "exact, line-level, Bloom and MinHash-LSH deduplication of JSONL documents"},
     {"export", cmd_export, "write a model checkpoint as a Hugging Face folder or a safetensors file"},
     {"import", cmd_import, "read a Hugging Face Llama or GPT-2 folder into a model checkpoint"},
 };

@@ -1,0 +1,11 @@
+/* dedup.c: being written (a stub until its issue lands). */
+#include <stdio.h>
+
+#include "cmd.h"
+
+int cmd_dedup(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    fprintf(stderr, "llm: error: not implemented yet\n");
+    return 1;
+}
