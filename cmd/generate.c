@@ -11,9 +11,8 @@
 #include "core/file.h"
 #include "core/jsonl.h"
 #include "core/log.h"
-#include "core/ckpt.h"
 #include "infer/generate.h"
-#include "infer/quant_io.h"
+#include "infer/load.h"
 #include "model/model_io.h"
 #include "nn/backend.h"
 
@@ -235,47 +234,23 @@ int cmd_generate(int argc, char **argv)
         rc = read_jsonl(prompts_path, &ps);
 
     struct llm_backend be;
-    int have_be = 0, have_m = 0, have_d = 0, have_q = 0;
-    struct llm_model m, dm;
-    struct llm_q8 q8;
-    cJSON *header = NULL;
-    struct llm_tokenizer *tok = NULL;
+    int have_be = 0, have_d = 0;
+    struct llm_loaded lm = {0};
+    struct llm_model dm;
     if (!rc && !(rc = llm_backend_cpu_init(&be, (int)threads, 0)))
         have_be = 1;
-    int prequant = 0;
-    struct llm_ckpt_reader *peek;
-    if (!rc && !(rc = llm_ckpt_open(&peek, model))) {
-        prequant = llm_q8_is_quantized(llm_ckpt_header(peek));
-        llm_ckpt_close(peek);
-    }
-    if (!rc && prequant && !(rc = llm_q8_load(&m, &q8, model, &be, &header))) {
-        have_m = have_q = 1;
-        go.q8 = &q8;
-        if (quantize)
-            llm_info("%s is already quantized (int8, groups of %d)", model, q8.G);
-    } else if (!rc && !(rc = llm_model_load(&m, model, &be, &header))) {
-        have_m = 1;
-    }
-    if (!rc && quantize && !prequant && !(rc = llm_model_quantize_q8(&m, (int)group, &q8))) {
-        have_q = 1;
-        go.q8 = &q8;
-        llm_info("quantized %zu weights to int8 (groups of %ld)", q8.quantized, group);
-    }
+    if (!rc)
+        rc = llm_loaded_open(&lm, model, &be, quantize ? (int)group : 0, LLM_TOK_NEEDED, tok_path);
+    struct llm_model *mp = &lm.m;
+    const struct llm_tokenizer *tok = lm.tok;
+    if (!rc)
+        go.q8 = llm_loaded_q8(&lm);
     if (!rc && draft && !(rc = llm_model_load(&dm, draft, &be, NULL))) {
         have_d = 1;
         go.draft = &dm;
-        if (dm.cfg.vocab_size != m.cfg.vocab_size)
+        if (dm.cfg.vocab_size != mp->cfg.vocab_size)
             rc = llm_err(LLM_EINVAL, "--draft: %s has vocab_size %d, the model %d: the draft must share the "
-                         "model's vocabulary", draft, dm.cfg.vocab_size, m.cfg.vocab_size);
-    }
-    if (!rc && tok_path) {
-        rc = llm_tok_load(&tok, tok_path);
-    } else if (!rc) {
-        const cJSON *tj = cJSON_GetObjectItemCaseSensitive(header, "tokenizer");
-        char name[4200];
-        snprintf(name, sizeof(name), "%s: header \"tokenizer\"", model);
-        rc = tj ? llm_tok_load_json(&tok, tj, name)
-                : llm_err(LLM_EINVAL, "%s has no tokenizer: pass --tokenizer tokenizer.json", model);
+                         "model's vocabulary", draft, dm.cfg.vocab_size, mp->cfg.vocab_size);
     }
     if (!rc)
         go.eot = no_eot ? -1 : llm_gen_default_eot(tok);
@@ -285,7 +260,7 @@ int cmd_generate(int argc, char **argv)
         rc = llm_err(LLM_ENOMEM, "out of memory");
     int streaming = !rc && prompts_path == NULL && !json;
     if (!rc)
-        rc = llm_generate(&m, tok, (const char *const *)ps.v, ps.lens, ps.n, &go, streaming ? stream_out : NULL,
+        rc = llm_generate(mp, tok, (const char *const *)ps.v, ps.lens, ps.n, &go, streaming ? stream_out : NULL,
                           NULL, res, &st);
     if (!rc && streaming) {
         if (res[0].len && res[0].completion[res[0].len - 1] != '\n' && isatty(1))
@@ -316,12 +291,7 @@ int cmd_generate(int argc, char **argv)
     if (res)
         llm_gen_results_release(res, ps.n);
     free(res);
-    llm_tok_free(tok);
-    cJSON_Delete(header);
-    if (have_q)
-        llm_q8_release(&q8, &m);
-    if (have_m)
-        llm_model_release(&m);
+    llm_loaded_release(&lm);
     if (have_d)
         llm_model_release(&dm);
     if (have_be)

@@ -21,48 +21,6 @@
 #include "train/pretrain.h"
 #include "train/train.h"
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig) { stop_signal = sig; }
-
-/* The first SIGINT/SIGTERM asks the loop to stop after the step (and a
- * checkpoint); the handler resets itself, so a second one kills at once. */
-static void catch_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-struct display {
-    struct llm_progress bar;
-    double val;  /* the last validation loss */
-    int started;
-};
-
-static void on_step(void *ctx, const struct llm_train_report *r)
-{
-    struct display *d = ctx;
-    char tps[16];
-    if (!d->started++)
-        d->bar.base = (uint64_t)r->step - 1; /* resumed: the rate counts this process's steps */
-    if (isfinite(r->val_loss))
-        d->val = r->val_loss;
-    llm_format_count(tps, sizeof(tps), isfinite(r->tokens_per_s) ? r->tokens_per_s : 0);
-    char val[32] = "";
-    if (isfinite(d->val))
-        snprintf(val, sizeof(val), "  val %.4f", d->val);
-    char mfu[24] = "";
-    if (isfinite(r->mfu))
-        snprintf(mfu, sizeof(mfu), "  mfu %.0f%%", 100 * r->mfu);
-    llm_progress_fields(&d->bar, "loss %.4f%s  tok/s %s%s", r->loss, val, tps, mfu);
-    llm_progress_set(&d->bar, (uint64_t)r->step);
-}
-
 /* data.tokenizer as a JSON object for the checkpoints' "tokenizer" key (so
  * generate and export find it), or NULL when unset. */
 static int tokenizer_header(const struct llm_config *c, cJSON **out)
@@ -89,14 +47,14 @@ static int tokenizer_header(const struct llm_config *c, cJSON **out)
     return 0;
 }
 
-static int print_json(const cJSON *j)
+/* The summary's unigram entropy of the data: the loss of the best model
+ * that ignores context, which a trained model must beat. */
+static void add_entropy(void *ctx, cJSON *summary)
 {
-    char *s = cJSON_Print(j);
-    if (!s)
-        return llm_err(LLM_ENOMEM, "out of memory");
-    printf("%s\n", s);
-    free(s);
-    return 0;
+    struct llm_pretrain *p = ctx;
+    double h = llm_pretrain_unigram_entropy(p, p->val != NULL);
+    if (isfinite(h))
+        cJSON_AddNumberToObject(summary, "unigram_entropy", h);
 }
 
 /* One run. Returns 0, or an LLM_E* code; *sig = the signal that stopped it. */
@@ -114,35 +72,12 @@ static int run_one(const struct llm_config *c, const char *resume, long stop_aft
     if (!(rc = llm_pretrain_init(&p, c))) {
         if (!(rc = llm_model_init(&m, &c->model, &be, (uint64_t)c->train.seed))) {
             if (!(rc = tokenizer_header(c, &extra))) {
-                struct display d = {.val = NAN};
-                llm_progress_init(&d.bar, stderr, "train", "steps", (uint64_t)c->train.steps, LLM_PROGRESS_AUTO);
-                struct llm_train_opts o = {
-                    .cfg = c, .resume = resume, .stop = &stop_signal, .extra_header = extra,
-                    .on_step = on_step, .on_step_ctx = &d, .stop_after = stop_after,
+                struct cmd_train_run t = {
+                    .c = c, .m = &m, .task = &p.task, .extra_header = extra, .resume = resume,
+                    .stop_after = stop_after, .json = json, .label = "train", .summary = add_entropy,
+                    .summary_ctx = &p,
                 };
-                struct llm_train_summary s;
-                catch_signals();
-                rc = llm_train_run(&m, &p.task, &o, &s);
-                llm_progress_finish(&d.bar);
-                if (!rc) {
-                    double h = llm_pretrain_unigram_entropy(&p, p.val != NULL);
-                    cJSON *j = llm_train_summary_json(&s);
-                    if (j && isfinite(h))
-                        cJSON_AddNumberToObject(j, "unigram_entropy", h);
-                    if (s.already_done)
-                        llm_info("%s: the run is complete (step %lld of %lld); nothing to do", c->train.out_dir,
-                                 (long long)s.step, (long long)s.steps);
-                    else
-                        llm_info("%s step %lld/%lld: loss %.4f, val loss %.4f (unigram entropy %.4f), %.0f tok/s, "
-                                 "mfu %.1f%%, %.1f s%s", c->train.out_dir, (long long)s.step, (long long)s.steps,
-                                 s.loss, s.val_loss, h, s.tokens_per_s, 100 * s.mfu, s.elapsed_s,
-                                 !s.interrupted ? "" : stop_signal ? " (stopped by a signal; resume with the same command)"
-                                                                   : " (--stop-after; resume with the same command)");
-                    if (json)
-                        rc = j ? print_json(j) : LLM_ENOMEM;
-                    cJSON_Delete(j);
-                    *sig = s.interrupted ? (int)stop_signal : 0;
-                }
+                rc = cmd_train(&t, sig);
             }
             cJSON_Delete(extra);
             llm_model_release(&m);
@@ -328,7 +263,7 @@ static int sweep(const char *config, const struct llm_config *base, const struct
     }
     long next = 0, running = 0;
     while (!rc && (next < total || running > 0)) {
-        if (next < total && running < jobs && !stop_signal) {
+        if (next < total && running < jobs && !cmd_stop_signal) {
             int idx[64] = {0};
             long r = next;
             for (int i = nax - 1; i >= 0; i--)
@@ -344,7 +279,7 @@ static int sweep(const char *config, const struct llm_config *base, const struct
             next++, running++;
             continue;
         }
-        if (stop_signal && next < total)
+        if (cmd_stop_signal && next < total)
             total = next; /* start no more */
         int st;
         pid_t pid = wait(&st);
@@ -408,7 +343,7 @@ static int sweep(const char *config, const struct llm_config *base, const struct
         cJSON_Delete(s);
     }
     if (!rc && json)
-        rc = print_json(arr);
+        rc = cmd_print_json(arr);
     cJSON_Delete(arr);
     if (!rc && failed)
         rc = llm_err(LLM_EINVAL, "%d of %ld sweep runs failed", failed, total);
@@ -487,7 +422,7 @@ int cmd_pretrain(int argc, char **argv)
     int sig = 0;
     if (!rc && sw.n) {
         struct llm_strlist allsets = {all, nall};
-        catch_signals();
+        cmd_catch_signals();
         rc = sweep(a.pos[0], &c, &allsets, &sw, jobs, json);
     } else if (!rc) {
         rc = run_one(&c, resume, stop_after, json, &sig);

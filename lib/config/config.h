@@ -28,6 +28,9 @@ enum llm_schedule_name { LLM_SCHEDULE_COSINE, LLM_SCHEDULE_WSD, LLM_SCHEDULE_CON
 enum llm_cooldown { LLM_COOLDOWN_LINEAR, LLM_COOLDOWN_1_SQRT };
 enum llm_data_order { LLM_DATA_RANDOM, LLM_DATA_SEQUENTIAL };
 enum llm_data_boundaries { LLM_DATA_BOUNDARIES_AUTO, LLM_DATA_BOUNDARIES_ALIGN, LLM_DATA_BOUNDARIES_CROSS };
+enum llm_chat_template { LLM_CHAT_SIMPLE, LLM_CHAT_CHATML };
+enum llm_dpo_loss { LLM_DPO_SIGMOID, LLM_DPO_IPO, LLM_DPO_HINGE };
+enum llm_grpo_agg { LLM_GRPO_AGG_GRPO, LLM_GRPO_AGG_DR_GRPO, LLM_GRPO_AGG_DAPO };
 
 /* Dim letters as in llm.c: V vocab, T sequence, C channels, L layers,
  * NH heads, HS = C / NH head size, B batch. */
@@ -86,6 +89,7 @@ struct llm_train_config {
     int64_t batch_tokens; /* tokens per optimizer step; 0 = batch_size * T * grad_accum */
     double spike_factor;  /* skip a step whose loss exceeds this times the running mean; 0 = off */
     int max_skipped;      /* stop after this many skipped (NaN/spike) steps */
+    char *init_from;      /* sft/dpo/grpo: the checkpoint to start from; "" = unset */
 };
 
 struct llm_optim_config {
@@ -111,6 +115,37 @@ struct llm_schedule_config {
     enum llm_cooldown cooldown; /* wsd: shape of the decay */
 };
 
+/* Alignment (lib/align, docs/align.md). */
+struct llm_sft_config {
+    enum llm_chat_template template; /* how {"messages": [...]} examples are rendered */
+    bool add_eot;                    /* end each response with the end-of-text token (learned: stops generation) */
+};
+
+struct llm_dpo_config {
+    double beta;                     /* strength of the implicit KL to the reference */
+    enum llm_dpo_loss loss;          /* sigmoid (DPO), ipo, hinge (SLiC) */
+};
+
+struct llm_grpo_config {
+    int group_size;                  /* G: completions per prompt */
+    int prompts_per_step;            /* prompts per rollout batch */
+    int max_tokens;                  /* new tokens per completion */
+    double temperature, top_p;       /* sampling of the rollouts */
+    char *stop;                      /* completions end before this string; "" = none */
+    double epsilon, epsilon_high;    /* clip range of the policy ratio: [1 - eps, 1 + eps_high] */
+    double beta;                     /* KL penalty to the reference (k3 estimator); 0 = none */
+    bool scale_rewards;              /* divide advantages by the group's std (false: Dr. GRPO) */
+    enum llm_grpo_agg loss_agg;      /* grpo (per sequence), dr_grpo (constant), dapo (per token) */
+    int epochs;                      /* optimizer steps per rollout batch */
+    char *verifier;                  /* "exact", "exact:1,format:0.2", ... (lib/align/verify.h) */
+    char *marker;                    /* exact: the answer follows the last marker ("" = the last number) */
+    char *regex;                     /* regex verifier's pattern */
+    char *format_tags;               /* format verifier: "open,close" */
+    char *command;                   /* command verifier: program and arguments, split at spaces (no shell) */
+    double command_timeout;          /* seconds per call */
+    int sample_every;                /* steps between completions logged to samples.jsonl; 0 = never */
+};
+
 /* Owns its strings (malloc'd, never NULL once loaded or defaulted): free them
  * with llm_config_release; copy a config with llm_config_copy, not '='. */
 struct llm_config {
@@ -119,6 +154,9 @@ struct llm_config {
     struct llm_train_config train;
     struct llm_optim_config optim;
     struct llm_schedule_config schedule;
+    struct llm_sft_config sft;
+    struct llm_dpo_config dpo;
+    struct llm_grpo_config grpo;
 };
 
 /* ---- the key table ---- */

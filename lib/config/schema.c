@@ -22,6 +22,9 @@ _Static_assert(sizeof(enum llm_schedule_name) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_cooldown) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_data_order) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_data_boundaries) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum llm_chat_template) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum llm_dpo_loss) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum llm_grpo_agg) == sizeof(int), "enum size");
 
 /* Index = C enum value, so the table and the enums cannot disagree. */
 static const char *const activation_names[] = {
@@ -55,6 +58,11 @@ static const char *const order_names[] = {
 static const char *const boundaries_names[] = {
     [LLM_DATA_BOUNDARIES_AUTO] = "auto", [LLM_DATA_BOUNDARIES_ALIGN] = "align",
     [LLM_DATA_BOUNDARIES_CROSS] = "cross", NULL};
+static const char *const template_names[] = {[LLM_CHAT_SIMPLE] = "simple", [LLM_CHAT_CHATML] = "chatml", NULL};
+static const char *const dpo_loss_names[] = {
+    [LLM_DPO_SIGMOID] = "sigmoid", [LLM_DPO_IPO] = "ipo", [LLM_DPO_HINGE] = "hinge", NULL};
+static const char *const agg_names[] = {
+    [LLM_GRPO_AGG_GRPO] = "grpo", [LLM_GRPO_AGG_DR_GRPO] = "dr_grpo", [LLM_GRPO_AGG_DAPO] = "dapo", NULL};
 
 /* Largest integer a JSON number (a double) holds exactly. */
 #define I64_MAX_EXACT ((int64_t)9007199254740991)
@@ -87,6 +95,7 @@ typedef double double2[2];
 #define GE0 .lo = 0, .hi = INFINITY
 #define UNIT_OPEN .lo = 0, .hi = 1, .hi_open = true /* [0, 1) */
 #define UNIT .lo = 0, .hi = 1                       /* [0, 1] */
+#define UNIT_LEFT_OPEN .lo = 0, .lo_open = true, .hi = 1 /* (0, 1] */
 
 /* Defaults: a small GPT-2-shaped model that trains on a laptop CPU in
  * minutes (DESIGN.md's example config), with nanoGPT/llm.c's optimizer
@@ -124,8 +133,8 @@ static const struct llm_config_key keys[] = {
     NUM("model.dropout", model.dropout, 0.0, UNIT_OPEN, "dropout probability in training"),
     NUM("model.init_std", model.init_std, 0.02, GT0, "standard deviation of the normal weight init"),
 
-    STR("data.train", data.train, "", 0, "token shard to train on (\"\" = unset)"),
-    STR("data.val", data.val, "", 0, "token shard to evaluate on (\"\" = unset)"),
+    STR("data.train", data.train, "", 0, "training data: a token shard (pretrain) or JSONL (sft, dpo, grpo); \"\" = unset"),
+    STR("data.val", data.val, "", 0, "validation data, in data.train's format (\"\" = unset)"),
     STR("data.tokenizer", data.tokenizer, "", 0, "tokenizer.json of the shards (\"\" = unset)"),
     ENUM("data.order", data.order, LLM_DATA_RANDOM, order_names,
          "training windows: uniformly random (seeded), or sequential epochs over the data"),
@@ -153,6 +162,8 @@ static const struct llm_config_key keys[] = {
     NUM("train.spike_factor", train.spike_factor, 0.0, GE0,
         "skip a step whose loss exceeds this times the running mean loss; 0 = off (NaN/inf always skip)"),
     INT("train.max_skipped", train.max_skipped, 10, 0, "stop the run after this many skipped steps"),
+    STR("train.init_from", train.init_from, "", 0,
+        "sft/dpo/grpo: the checkpoint to start from (its model replaces the model section); \"\" = unset"),
 
     ENUM("optim.name", optim.name, LLM_OPTIM_ADAMW, optim_names, "optimizer"),
     NUM("optim.lr", optim.lr, 3e-4, GT0, "peak learning rate"),
@@ -176,6 +187,41 @@ static const struct llm_config_key keys[] = {
     NUM("schedule.min_lr_ratio", schedule.min_lr_ratio, 0.1, UNIT, "the final learning rate is optim.lr * min_lr_ratio"),
     NUM("schedule.decay_fraction", schedule.decay_fraction, 0.2, UNIT, "wsd: fraction of train.steps spent decaying"),
     ENUM("schedule.cooldown", schedule.cooldown, LLM_COOLDOWN_1_SQRT, cooldown_names, "wsd: shape of the decay"),
+
+    ENUM("sft.template", sft.template, LLM_CHAT_SIMPLE, template_names,
+         "chat template of {\"messages\"} examples (docs/align.md); its special tokens are added when missing"),
+    BOOL("sft.add_eot", sft.add_eot, true, "end each response with the end-of-text token, so the model learns to stop"),
+
+    NUM("dpo.beta", dpo.beta, 0.1, GT0, "inverse temperature of the implicit reward beta * log(pi / ref)"),
+    ENUM("dpo.loss", dpo.loss, LLM_DPO_SIGMOID, dpo_loss_names,
+         "sigmoid (Rafailov et al. 2023), ipo (Azar et al. 2023) or hinge (SLiC, Zhao et al. 2023)"),
+
+    INT("grpo.group_size", grpo.group_size, 8, 2, "G: completions sampled per prompt"),
+    INT("grpo.prompts_per_step", grpo.prompts_per_step, 8, 1,
+        "prompts per rollout batch (prompts x group_size = train.batch_size x train.grad_accum)"),
+    INT("grpo.max_tokens", grpo.max_tokens, 64, 1, "new tokens per completion"),
+    NUM("grpo.temperature", grpo.temperature, 1.0, GT0, "sampling temperature of the rollouts"),
+    NUM("grpo.top_p", grpo.top_p, 1.0, UNIT_LEFT_OPEN, "nucleus sampling of the rollouts"),
+    STR("grpo.stop", grpo.stop, "", 0, "completions end before this string (\"\" = only at end-of-text)"),
+    NUM("grpo.epsilon", grpo.epsilon, 0.2, UNIT_OPEN, "policy ratio clipped below at 1 - epsilon"),
+    NUM("grpo.epsilon_high", grpo.epsilon_high, 0.2, GE0,
+        "policy ratio clipped above at 1 + epsilon_high (DAPO's clip-higher: 0.28)"),
+    NUM("grpo.beta", grpo.beta, 0.0, GE0, "KL penalty to the reference model (k3 estimator); 0 = none"),
+    BOOL("grpo.scale_rewards", grpo.scale_rewards, true,
+         "advantages divided by the group's reward std; false = Dr. GRPO (Liu et al. 2025)"),
+    ENUM("grpo.loss_agg", grpo.loss_agg, LLM_GRPO_AGG_GRPO, agg_names,
+         "grpo: mean per sequence then over sequences; dr_grpo: sum / (sequences x max_tokens); dapo: mean over tokens"),
+    INT("grpo.epochs", grpo.epochs, 1, 1, "optimizer steps on each rollout batch (old log-probs kept for the ratio)"),
+    STR("grpo.verifier", grpo.verifier, "exact", 1,
+        "reward: comma-separated name[:weight] of exact, regex, format, command (docs/verify.md)"),
+    STR("grpo.marker", grpo.marker, "", 0, "exact: the answer follows the last marker (\"\" = the last number)"),
+    STR("grpo.regex", grpo.regex, "", 0, "regex verifier: reward 1 when the completion matches"),
+    STR("grpo.format_tags", grpo.format_tags, "<answer>,</answer>", 0,
+        "format verifier: the completion must hold exactly one open...close pair"),
+    STR("grpo.command", grpo.command, "", 0,
+        "command verifier: program and arguments (split at spaces, no shell); JSONL in, one reward per line out"),
+    NUM("grpo.command_timeout", grpo.command_timeout, 60.0, GT0, "command verifier: seconds per call"),
+    INT("grpo.sample_every", grpo.sample_every, 10, 0, "steps between completions written to samples.jsonl; 0 = never"),
 };
 
 static const struct llm_config_section sections[] = {
@@ -184,6 +230,9 @@ static const struct llm_config_section sections[] = {
     {"train", "The training loop, its evaluations, checkpoints and logs."},
     {"optim", "The optimizer; keys of other optimizers are accepted and ignored."},
     {"schedule", "The learning rate over the steps: linear warmup, then the named shape."},
+    {"sft", "Supervised fine-tuning (`llm sft`): data and chat template."},
+    {"dpo", "Direct preference optimization (`llm dpo`)."},
+    {"grpo", "Reinforcement learning with verifiable rewards (`llm grpo`): rollouts, advantages, the clipped objective."},
 };
 
 const struct llm_config_key *llm_config_keys(size_t *n)

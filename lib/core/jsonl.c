@@ -155,3 +155,42 @@ int llm_jsonl_write(FILE *f, const cJSON *obj, const char *path)
     cJSON_free(s);
     return rc;
 }
+
+void llm_jsonl_records_release(struct llm_jsonl_records *r)
+{
+    for (int i = 0; i < r->n; i++)
+        cJSON_Delete(r->v[i]);
+    free(r->v), free(r->line);
+    memset(r, 0, sizeof(*r));
+}
+
+int llm_jsonl_read_all(struct llm_jsonl_records *rs, const char *path, int limit)
+{
+    memset(rs, 0, sizeof(*rs));
+    struct llm_jsonl_reader r;
+    int rc = llm_jsonl_open(&r, path, 0);
+    if (rc)
+        return rc;
+    cJSON *o;
+    while ((limit <= 0 || rs->n < limit) && (rc = llm_jsonl_next(&r, &o)) == 1) {
+        if (rs->n == rs->cap) {
+            int cap = rs->cap ? 2 * rs->cap : 64;
+            cJSON **v = realloc(rs->v, (size_t)cap * sizeof(*v));
+            if (v)
+                rs->v = v;
+            uint64_t *l = v ? realloc(rs->line, (size_t)cap * sizeof(*l)) : NULL;
+            if (!l) {
+                cJSON_Delete(o);
+                rc = llm_err(LLM_ENOMEM, "out of memory reading %s", path);
+                break;
+            }
+            rs->line = l, rs->cap = cap;
+        }
+        rs->line[rs->n] = r.line;
+        rs->v[rs->n++] = o;
+    }
+    llm_jsonl_close(&r);
+    if (rc < 0)
+        llm_jsonl_records_release(rs);
+    return rc < 0 ? rc : 0;
+}

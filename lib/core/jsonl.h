@@ -34,6 +34,16 @@ int llm_jsonl_next_line(struct llm_jsonl_reader *r, char **line, size_t *len);
  * 0 at end of input, or a negative code with "path:LINE: problem". */
 int llm_jsonl_next(struct llm_jsonl_reader *r, cJSON **obj);
 
+/* Every object of a small JSONL file (evaluation sets, alignment data),
+ * parsed, with its line number. limit > 0 keeps the first limit. */
+struct llm_jsonl_records {
+    cJSON **v;
+    uint64_t *line;
+    int n, cap;
+};
+int llm_jsonl_read_all(struct llm_jsonl_records *r, const char *path, int limit);
+void llm_jsonl_records_release(struct llm_jsonl_records *r);
+
 /* Writes obj as one compact line to f (path names f in errors). */
 int llm_jsonl_write(FILE *f, const cJSON *obj, const char *path);
 

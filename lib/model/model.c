@@ -655,22 +655,39 @@ static int attention_backward(struct llm_model *m, int l, float *dx, const float
     return OP(m, add, dx, dx, A->dB, nc);
 }
 
-int llm_model_backward(struct llm_model *m)
+int llm_model_backward(struct llm_model *m) { return llm_model_backward_ex(m, NULL, NULL); }
+
+const float *llm_model_hidden(const struct llm_model *m) { return m->acts ? m->acts->nf : NULL; }
+
+int llm_model_backward_ex(struct llm_model *m, const float *token_w, const float *dhidden)
 {
     const struct llm_model_config *c = &m->cfg;
     struct llm_model_acts *A = m->acts;
-    if (!A || !m->training || !m->n_valid)
+    if (!A || !m->training || (!m->n_valid && !token_w && !dhidden))
         return llm_err(LLM_EINVAL, "backward needs a training forward pass with targets first");
     int rc = m->grads ? 0 : llm_model_zero_grad(m);
     if (rc)
         return rc;
     int B = m->B, T = m->T, N = B * T, C = c->d_model, V = c->vocab_size, L = c->n_layers;
     size_t nc = (size_t)N * C;
-    /* d(mean loss)/dlogits = (softmax - onehot) / n_valid, into the logits buffer */
-    if ((rc = OP(m, cross_entropy, A->losses, A->logits, A->logits, m->targets, N, V,
-                 1.0f / (float)m->n_valid)) ||
-        (rc = OP(m, matmul_backward, A->dA, G(m, A->ix.lm_head), NULL, A->logits, A->nf,
+    if (token_w) {
+        /* d(sum_t w_t CE_t)/dlogits_t = w_t (softmax - onehot), into the logits
+         * buffer; the per-token losses are no longer needed, so the weights
+         * go to their buffer on the device */
+        if ((rc = OP(m, cross_entropy, NULL, A->logits, A->logits, m->targets, N, V, 1.0f)) ||
+            (rc = m->be->ops->upload(m->be->ctx, A->losses, token_w, (size_t)N * sizeof(float))) ||
+            (rc = OP(m, scale_rows, A->logits, A->losses, N, V)))
+            return rc;
+    } else if ((rc = OP(m, cross_entropy, A->losses, A->logits, A->logits, m->targets, N, V,
+                        1.0f / (float)m->n_valid))) {
+        /* d(mean loss)/dlogits = (softmax - onehot) / n_valid, into the logits buffer */
+        return rc;
+    }
+    if ((rc = OP(m, matmul_backward, A->dA, G(m, A->ix.lm_head), NULL, A->logits, A->nf,
                  P(m, A->ix.lm_head), N, C, V)))
+        return rc;
+    /* a head on the final hidden state (value, reward) adds its gradient */
+    if (dhidden && (rc = OP(m, add, A->dA, A->dA, dhidden, nc)))
         return rc;
     const float *last = L ? (pre_norm(m) ? A->la[L - 1].s2 : A->la[L - 1].n2) : A->emb;
     if ((rc = norm_backward(m, A->g, A->ix.final_w, A->ix.final_b, A->dA, last, A->nf_mean, A->nf_rstd, N)))
@@ -714,4 +731,61 @@ int llm_model_backward(struct llm_model *m)
     if (c->position == LLM_POSITION_LEARNED)
         rc = OP(m, add_positions_backward, G(m, A->ix.pos_emb), demb, B, T, C, 0);
     return rc;
+}
+
+int llm_model_resize_vocab(struct llm_model *m, int V2)
+{
+    int V = m->cfg.vocab_size;
+    if (V2 < V)
+        return llm_err(LLM_EINVAL, "resize_vocab: %d < the vocabulary %d", V2, V);
+    if (V2 == V)
+        return 0;
+    struct llm_model_config cfg = m->cfg;
+    cfg.vocab_size = V2;
+    struct llm_model n;
+    int rc = llm_model_init(&n, &cfg, m->be, 1);
+    if (rc)
+        return rc;
+    struct llm_backend *be = m->be;
+    float *host = NULL;
+    for (size_t i = 0; !rc && i < n.layout.n; i++) {
+        const struct llm_param_spec *d = &n.layout.p[i];
+        long j = llm_param_find(&m->layout, d->name);
+        if (j < 0) {
+            rc = llm_err(LLM_EINVAL, "resize_vocab: no %s in the model", d->name);
+            break;
+        }
+        const struct llm_param_spec *o = &m->layout.p[j];
+        float *src = m->params + o->offset, *dst = n.params + d->offset;
+        if (o->numel == d->numel) {
+            rc = be->ops->copy(be->ctx, dst, src, o->numel * sizeof(float));
+            continue;
+        }
+        /* (V, C) -> (V2, C): the old rows, then their mean */
+        size_t C = o->numel / (size_t)V;
+        free(host);
+        if (!(host = llm_malloc(d->numel * sizeof(float), "a resized tensor"))) {
+            rc = LLM_ENOMEM;
+            break;
+        }
+        if ((rc = be->ops->download(be->ctx, host, src, o->numel * sizeof(float))) || (rc = be->ops->sync(be->ctx)))
+            break;
+        for (size_t c = 0; c < C; c++) {
+            double mean = 0;
+            for (int v = 0; v < V; v++)
+                mean += host[(size_t)v * C + c];
+            mean /= V;
+            for (int v = V; v < V2; v++)
+                host[(size_t)v * C + c] = (float)mean;
+        }
+        rc = be->ops->upload(be->ctx, dst, host, d->numel * sizeof(float));
+    }
+    free(host);
+    if (rc) {
+        llm_model_release(&n);
+        return rc;
+    }
+    llm_model_release(m);
+    *m = n;
+    return 0;
 }

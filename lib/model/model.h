@@ -65,7 +65,24 @@ int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t 
 /* Backward pass of the last training forward: gradients of the mean loss are
  * ADDED to m->grads (allocated and zeroed on first use). */
 int llm_model_backward(struct llm_model *m);
+/* The same for other objectives (alignment losses, lib/align): with token_w
+ * (B*T, host) the gradient is that of sum_t token_w[t] * CE_t, CE_t =
+ * -log p(target_t) (ignored targets contribute nothing), instead of the mean;
+ * with dhidden (B*T, C, device) the gradient of a head reading the final
+ * hidden state (llm_model_hidden) is added there. token_w NULL = the mean
+ * loss as llm_model_backward. */
+int llm_model_backward_ex(struct llm_model *m, const float *token_w, const float *dhidden);
+/* The final hidden state of the last forward (B*T, C) after the final norm,
+ * what lm_head reads (device memory, borrowed). */
+const float *llm_model_hidden(const struct llm_model *m);
 int llm_model_zero_grad(struct llm_model *m);
+
+/* Grows the vocabulary to V2 >= V (new tokens appended, as added special
+ * tokens are): tok_emb and an untied lm_head get V2 - V new rows, each the
+ * mean of the old rows (Hewitt 2021: a new token starts as an average
+ * token, not a random one that the softmax would favor or starve); every
+ * other tensor is kept. m is rebuilt (grads and activations dropped). */
+int llm_model_resize_vocab(struct llm_model *m, int V2);
 
 /* The logits (B*T, V) of the last forward (device memory, borrowed). */
 const float *llm_model_logits(const struct llm_model *m);

@@ -157,6 +157,8 @@ struct llm_backend_ops {
     int (*add)(void *ctx, float *out, const float *a, const float *b, size_t n); /* out = a + b */
     int (*axpy)(void *ctx, float *y, float alpha, const float *x, size_t n);      /* y += alpha x */
     int (*scale)(void *ctx, float *x, float alpha, size_t n);                      /* x *= alpha */
+    /* x (N, D): row i scaled by w[i] (w device, N floats); per-token loss weights. */
+    int (*scale_rows)(void *ctx, float *x, const float *w, int N, int D);
     /* Inverted dropout, p in [0, 1): keep with probability 1 - p, scaled by
      * 1 / (1 - p). The mask is a pure function of (seed, index), the same on
      * every backend and thread count, so backward regenerates it:

@@ -140,6 +140,12 @@ int train_metrics_trim(struct train_loop *L, int64_t upto)
 static int write_row(struct train_loop *L, const struct llm_train_report *r)
 {
     cJSON *o = report_json(r);
+    cJSON *x = o && L->task->metrics ? L->task->metrics(L->task->ctx) : NULL, *f;
+    cJSON_ArrayForEach(f, x) {
+        if (cJSON_IsNumber(f) && isfinite(f->valuedouble))
+            cJSON_AddNumberToObject(o, f->string, f->valuedouble);
+    }
+    cJSON_Delete(x);
     char *s = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!s)
@@ -381,11 +387,16 @@ cJSON *llm_train_summary_json(const struct llm_train_summary *s)
     return o;
 }
 
+int llm_train_accum(const struct llm_config *c)
+{
+    int64_t seq_tokens = (int64_t)c->train.batch_size * c->model.context_length;
+    return c->train.batch_tokens ? (int)(c->train.batch_tokens / seq_tokens) : c->train.grad_accum;
+}
+
 static int setup(struct train_loop *L, struct llm_model *m, const struct llm_train_opts *o)
 {
     const struct llm_config *c = o->cfg;
-    int64_t seq_tokens = (int64_t)c->train.batch_size * c->model.context_length;
-    L->accum = c->train.batch_tokens ? (int)(c->train.batch_tokens / seq_tokens) : c->train.grad_accum;
+    L->accum = llm_train_accum(c);
     L->st.best_val = NAN;
     L->last_loss = L->last_val = NAN;
     L->resumed_from = -1;

@@ -35,7 +35,18 @@ struct llm_train_task {
      * failure) and back (LLM_EFORMAT on a bad value). */
     cJSON *(*state)(void *ctx);
     int (*restore)(void *ctx, const cJSON *state);
+    /* Extra fields of a metrics.jsonl row (a new object of numbers, merged
+     * into the row; the task averages what it saw since its previous call);
+     * NULL (the pointer or the result) = none. */
+    cJSON *(*metrics)(void *ctx);
 };
+
+/* Micro-batches per optimizer step of c (train.grad_accum, or
+ * train.batch_tokens / (batch_size x context_length) when set). A task whose
+ * loss is normalized over the whole step (alignment: per token or per
+ * sequence of the accumulated batch) needs it: the loop averages the k
+ * micro-batch gradients. */
+int llm_train_accum(const struct llm_config *c);
 
 /* One metrics.jsonl row (NAN = not measured; in JSON: absent). */
 struct llm_train_report {

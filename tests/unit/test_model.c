@@ -250,6 +250,94 @@ static void test_gradients(void **state)
         gradcheck((enum variant)v);
 }
 
+/* The alignment objective J = sum_t w_t CE_t + sum <G, hidden>: with
+ * w = 1/n_valid and no G, llm_model_backward_ex is llm_model_backward (to
+ * float rounding: the scale is applied after (softmax - onehot), not inside); with signed weights and a hidden-state gradient, its directional
+ * derivatives match finite differences of J. */
+static double weighted_objective(struct llm_model *m, const int32_t *tok, const int32_t *tgt, int B, int T,
+                                 const float *w, const float *G)
+{
+    loss_at(m, tok, tgt, B, T);
+    int N = B * T, C = m->cfg.d_model;
+    const float *h = llm_model_hidden(m); /* CPU backend: host memory */
+    double J = 0;
+    for (int i = 0; i < N; i++)
+        J += tgt[i] >= 0 ? (double)w[i] * m->host_losses[i] : 0.0;
+    for (size_t i = 0; i < (size_t)N * C; i++)
+        J += (double)G[i] * h[i];
+    return J;
+}
+
+static void test_weighted_backward(void **state)
+{
+    (void)state;
+    struct llm_model_config cfg;
+    make_variant(&cfg, LLAMA);
+    struct llm_backend be;
+    assert_int_equal(llm_backend_cpu_init(&be, 1, 0), 0);
+    struct llm_model m;
+    assert_int_equal(llm_model_init(&m, &cfg, &be, 5), 0);
+    enum { B = 2, T = 6, N = B * T };
+    int32_t tok[N], tgt[N];
+    struct llm_rng r;
+    llm_rng_seed(&r, 99);
+    random_batch(&r, tok, tgt, N, cfg.vocab_size, 1);
+    size_t P = m.layout.total, NC = (size_t)N * cfg.d_model;
+    float *g0 = malloc(P * sizeof(float)), *w = malloc(N * sizeof(float)), *G = malloc(NC * sizeof(float));
+    /* the mean loss through weights */
+    assert_int_equal(llm_model_zero_grad(&m), 0);
+    loss_at(&m, tok, tgt, B, T);
+    assert_int_equal(llm_model_backward(&m), 0);
+    memcpy(g0, m.grads, P * sizeof(float));
+    for (int i = 0; i < N; i++)
+        w[i] = 1.0f / (float)m.n_valid;
+    assert_int_equal(llm_model_zero_grad(&m), 0);
+    loss_at(&m, tok, tgt, B, T);
+    assert_int_equal(llm_model_backward_ex(&m, w, NULL), 0);
+    for (size_t i = 0; i < P; i++)
+        if (fabsf(g0[i] - m.grads[i]) > 1e-4f * fabsf(g0[i]) + 1e-7f)
+            fail_msg("backward_ex with mean weights: grad[%zu] %g vs %g", i, m.grads[i], g0[i]);
+    /* signed weights and a head's gradient on the hidden state */
+    for (int i = 0; i < N; i++)
+        w[i] = (float)(llm_rng_normal(&r) * 0.5);
+    for (size_t i = 0; i < NC; i++)
+        G[i] = (float)(llm_rng_normal(&r) * 0.1);
+    float *Gd;
+    assert_int_equal(be.ops->alloc(be.ctx, (void **)&Gd, NC * sizeof(float)), 0);
+    assert_int_equal(be.ops->upload(be.ctx, Gd, G, NC * sizeof(float)), 0);
+    assert_int_equal(llm_model_zero_grad(&m), 0);
+    loss_at(&m, tok, tgt, B, T);
+    assert_int_equal(llm_model_backward_ex(&m, w, Gd), 0);
+    memcpy(g0, m.grads, P * sizeof(float));
+    float *p0 = malloc(P * sizeof(float)), *d = malloc(P * sizeof(float));
+    memcpy(p0, m.params, P * sizeof(float));
+    for (int dir = 0; dir < 3; dir++) {
+        double gd = 0, D[2], h0 = 1e-3;
+        for (size_t i = 0; i < P; i++) {
+            d[i] = (float)llm_rng_normal(&r);
+            gd += (double)g0[i] * d[i];
+        }
+        for (int k = 0; k < 2; k++) {
+            double h = k ? h0 / 2 : h0;
+            for (size_t i = 0; i < P; i++)
+                m.params[i] = p0[i] + (float)h * d[i];
+            double jp = weighted_objective(&m, tok, tgt, B, T, w, G);
+            for (size_t i = 0; i < P; i++)
+                m.params[i] = p0[i] - (float)h * d[i];
+            double jm = weighted_objective(&m, tok, tgt, B, T, w, G);
+            D[k] = (jp - jm) / (2 * h);
+        }
+        double num = (4 * D[1] - D[0]) / 3;
+        if (fabs(num - gd) > 3e-3 + 1e-2 * fabs(gd))
+            fail_msg("weighted backward, direction %d: analytic %.6g, numeric %.6g", dir, gd, num);
+    }
+    memcpy(m.params, p0, P * sizeof(float));
+    be.ops->free(be.ctx, Gd);
+    free(g0), free(w), free(G), free(p0), free(d);
+    llm_model_release(&m);
+    llm_backend_release(&be);
+}
+
 /* Changing token t never changes the logits at positions < t, bit for bit.
  * MoE runs on the reference backend here: changing a token changes which
  * rows share an expert's matmul, and OpenBLAS's blocking (so the last bits
@@ -685,6 +773,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradients),
+        cmocka_unit_test(test_weighted_backward),
         cmocka_unit_test(test_causality),
         cmocka_unit_test(test_memorizes_a_batch),
         cmocka_unit_test(test_dropout_and_determinism),

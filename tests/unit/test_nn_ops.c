@@ -702,11 +702,33 @@ static void check_elementwise(size_t n)
     pool_free();
 }
 
+static void check_scale_rows(int N, int D)
+{
+    float *x = frand(52, (size_t)N * D, -1, 1), *w = frand(53, (size_t)N, -2, 2);
+    double *want = dnew((size_t)N * D);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < D; j++)
+            want[(size_t)i * D + j] = (double)x[(size_t)i * D + j] * w[i];
+    for (int r = 0; r < 2; r++) {
+        float *y[2];
+        for (int t = 0; t < 2; t++) {
+            struct llm_backend *b = &be[r][t];
+            y[t] = fcopy(x, (size_t)N * D);
+            assert_int_equal(b->ops->scale_rows(b->ctx, y[t], w, N, D), 0);
+            check_close("scale_rows", y[t], want, (size_t)N * D);
+        }
+        check_bits("scale_rows", y[0], y[1], (size_t)N * D);
+    }
+    pool_free();
+}
+
 static void test_elementwise(void **state)
 {
     (void)state;
     check_elementwise(1001);
     check_elementwise(100003);
+    check_scale_rows(37, 129);
+    check_scale_rows(1, 100003);
 }
 
 /* ======================================================================== */

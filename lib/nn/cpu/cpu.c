@@ -90,6 +90,7 @@ static const struct llm_backend_ops cpu_ops = {
     .add = cpu_add,
     .axpy = cpu_axpy,
     .scale = cpu_scale,
+    .scale_rows = cpu_scale_rows,
     .dropout_forward = cpu_dropout_forward,
     .dropout_backward = cpu_dropout_backward,
     .cross_entropy = cpu_cross_entropy,

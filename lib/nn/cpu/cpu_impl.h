@@ -77,6 +77,7 @@ int cpu_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout, 
 int cpu_add(void *ctx, float *out, const float *a, const float *b, size_t n);
 int cpu_axpy(void *ctx, float *y, float alpha, const float *x, size_t n);
 int cpu_scale(void *ctx, float *x, float alpha, size_t n);
+int cpu_scale_rows(void *ctx, float *x, const float *w, int N, int D);
 int cpu_dropout_forward(void *ctx, float *out, const float *x, size_t n, float p, uint64_t seed);
 int cpu_dropout_backward(void *ctx, float *dx, const float *dout, size_t n, float p, uint64_t seed);
 int cpu_cross_entropy(void *ctx, float *losses, float *dlogits, const float *logits,

@@ -1049,6 +1049,19 @@ int cpu_scale(void *ctx, float *x, float alpha, size_t n)
     return 0;
 }
 
+int cpu_scale_rows(void *ctx, float *x, const float *w, int N, int D)
+{
+    struct cpu_ctx *c = cpu(ctx);
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * D)) schedule(static)
+    for (int i = 0; i < N; i++) {
+        float a = w[i];
+        float *r = x + (size_t)i * D;
+        for (int j = 0; j < D; j++)
+            r[j] *= a;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Dropout. The mask is a pure function of (seed, i), so it needs no storage,
  * does not depend on threads, and another backend can reproduce it exactly:

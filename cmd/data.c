@@ -1,0 +1,11 @@
+/* data.c: being written (a stub until its issue lands). */
+#include <stdio.h>
+
+#include "cmd.h"
+
+int cmd_data(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    fprintf(stderr, "llm: error: not implemented yet\n");
+    return 1;
+}

@@ -1,0 +1,35 @@
+/* load.h: a model ready for inference from a checkpoint path: fp32 or int8
+ * (`llm quantize`) weights, quantized on load when asked, and its tokenizer
+ * (the checkpoint header's, or a tokenizer.json). Shared by generate and
+ * eval. */
+#ifndef LLM_INFER_LOAD_H
+#define LLM_INFER_LOAD_H
+
+#include "infer/quant.h"
+#include "model/model.h"
+#include "tok/tok.h"
+
+struct llm_loaded {
+    struct llm_model m;
+    struct llm_q8 q8;
+    int have_m, have_q8;
+    int prequantized;          /* the checkpoint itself was int8 */
+    struct llm_tokenizer *tok; /* NULL when not asked for */
+};
+
+enum llm_tok_want {
+    LLM_TOK_NONE,   /* no tokenizer */
+    LLM_TOK_NEEDED, /* tok_path's, else the header's, else an error ("pass --tokenizer") */
+    LLM_TOK_IF_ANY, /* tok_path's, else the header's if it has one, else none */
+};
+
+/* Loads path on be. quantize_group 0 = keep the checkpoint's weights; 32 or
+ * 64 = quantize fp32 weights to int8 with that group (an int8 checkpoint
+ * stays as it is). On error everything is released. */
+int llm_loaded_open(struct llm_loaded *x, const char *path, struct llm_backend *be, int quantize_group,
+                    enum llm_tok_want want_tok, const char *tok_path);
+void llm_loaded_release(struct llm_loaded *x);
+/* The int8 weights to decode with, or NULL. */
+static inline const struct llm_q8 *llm_loaded_q8(const struct llm_loaded *x) { return x->have_q8 ? &x->q8 : NULL; }
+
+#endif
