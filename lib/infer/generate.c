@@ -18,6 +18,8 @@ struct seq {
     int64_t gen, gen_max;    /* generated so far, and the most it may */
     int32_t next;            /* the token the next decode step feeds */
     struct llm_utf8_stream u8;
+    int32_t *out;            /* the generated ids, the last one (end-of-text, stop, length) included */
+    int nout, capout;
     char *text;              /* the completion so far (complete characters) */
     size_t len, cap, emitted;
     double t0;
@@ -120,6 +122,7 @@ static void free_slot(struct gen *g, int slot)
     llm_sampler_release(&s->sampler);
     free(s->hist);
     free(s->text);
+    free(s->out);
     memset(s, 0, sizeof(*s));
     s->prompt = -1;
 }
@@ -143,6 +146,8 @@ static int finish(struct gen *g, int slot, enum llm_gen_finish why)
     struct llm_gen_result *r = &g->res[s->prompt];
     r->finish = stopped ? LLM_GEN_STOP : why;
     r->tokens = s->gen;
+    r->ids = s->out, r->n_ids = s->nout;
+    s->out = NULL, s->nout = s->capout = 0;
     if (!rc) {
         r->completion = s->text, r->len = s->len;
         s->text = NULL;
@@ -161,6 +166,14 @@ static int take(struct gen *g, int slot, int32_t id)
     const struct llm_gen_opts *o = g->o;
     s->gen++;
     g->st->gen_tokens++;
+    if (s->nout == s->capout) {
+        int cap = s->capout ? 2 * s->capout : 64;
+        int32_t *v = realloc(s->out, (size_t)cap * sizeof(*v));
+        if (!v)
+            return llm_err(LLM_ENOMEM, "out of memory in generation");
+        s->out = v, s->capout = cap;
+    }
+    s->out[s->nout++] = id;
     if (o->eot >= 0 && id == o->eot)
         return finish(g, slot, LLM_GEN_STOP);
     size_t nb;
@@ -211,8 +224,11 @@ static int start(struct gen *g, int i, const char *text, size_t n)
     }
     s->prompt = i;
     g->nactive++;
+    struct llm_sampler_opts so = o->sample;
+    if (o->seeds)
+        so.seed = o->seeds[i];
     if (!rc)
-        rc = llm_sampler_init(&s->sampler, &o->sample);
+        rc = llm_sampler_init(&s->sampler, &so);
     for (size_t k = first; !rc && k < ids.n; k++)
         rc = push_id(s, (int32_t)ids.v[k]);
     llm_ids_release(&ids);
@@ -437,9 +453,9 @@ int llm_generate(struct llm_model *m, const struct llm_tokenizer *tok, const cha
 void llm_gen_results_release(struct llm_gen_result *r, int n)
 {
     for (int i = 0; r && i < n; i++) {
-        free(r[i].completion);
-        r[i].completion = NULL;
-        r[i].len = 0;
+        free(r[i].completion), free(r[i].ids);
+        r[i].completion = NULL, r[i].ids = NULL;
+        r[i].len = 0, r[i].n_ids = 0;
     }
 }
 

@@ -34,6 +34,7 @@ struct llm_gen_opts {
     struct llm_model *draft;    /* NULL = none */
     int draft_tokens;
     const struct llm_q8 *q8;    /* int8 weights of the model for decoding (quant.h), or NULL */
+    const uint64_t *seeds;      /* (n) a sampling seed per prompt, or NULL: sample.seed for all */
 };
 
 enum llm_gen_finish { LLM_GEN_STOP, LLM_GEN_LENGTH };
@@ -45,6 +46,9 @@ struct llm_gen_result {
     int64_t tokens;             /* generated (the end-of-text token included when it ended the text) */
     enum llm_gen_finish finish; /* stop: end-of-text or a stop string; length: max_tokens or the context */
     double ttft_s;              /* from the start of its prefill to its first token */
+    int32_t *ids;               /* (n_ids, malloc'd) the generated ids, the end-of-text or the token that
+                                   completed a stop string included: what the model sampled (RL needs them) */
+    int n_ids;
 };
 
 struct llm_gen_stats {
