@@ -10,6 +10,7 @@ for p in "$@"; do
         libopenblas-dev) h=/usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ;;
         libpcre2-dev)    h=/usr/include/pcre2.h ;;
         libutf8proc-dev) h=/usr/include/utf8proc.h ;;
+        zlib1g-dev)      h=/usr/include/zlib.h ;;
         libcmocka-dev)   h=/usr/include/cmocka.h ;;
         *)               h="" ;;
     esac

@@ -451,7 +451,7 @@ int llm_grpo_init(struct llm_grpo *g, const struct llm_config *cfg, struct llm_a
                                    .format_tags = c->format_tags, .argv = argv, .argc = argc,
                                    .timeout_s = c->command_timeout};
     if (!rc && (rc = llm_verifier_new(&g->verifier, c->verifier, &vo)))
-        rc = llm_err_wrap(rc, "grpo.verifier");
+        rc = llm_err_wrap(rc == LLM_EUSAGE ? LLM_EINVAL : rc, "grpo.verifier"); /* a config value, not a flag */
     free(argv), free(cmd);
     int n = g->P * g->G, T = cfg->model.context_length, V = cfg->model.vocab_size;
     if (!rc && (!(g->roll = calloc((size_t)n, sizeof(*g->roll))) || !(g->roll_prompt = calloc((size_t)g->P, sizeof(int))) ||

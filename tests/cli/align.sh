@@ -1,0 +1,81 @@
+# align.sh: llm sft, dpo and grpo end to end. The demo of docs/align.md
+# (configs/align/run.sh: single-digit addition; pretrain, SFT to the
+# " <answer>N</answer>" format, DPO on right vs wrong answers, GRPO with the
+# exact verifier) must improve what each stage targets on held-out prompts;
+# then chat templates, resume, and bad input.
+. "$(dirname "$0")/lib.sh"
+cd "$(dirname "$0")/../.." || exit 1
+
+fails() { # DESC CODE PATTERN CMD...: exit CODE, one stderr line matching PATTERN
+    desc=$1 want=$2 pat=$3; shift 3
+    run "$@"
+    if [ "$rc" -eq "$want" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "$pat" "$T/err"; then ok "$desc"
+    else nok "$desc" "exit $rc (wanted $want): $*" "stderr: $(head -c 600 "$T/err")"; fi
+}
+# val STAGE KEY: a number of the demo's summary
+val() { sed -n "/\"$1\"/,/}/p" "$T/demo.json" | tr ',{}' '\n\n\n' | sed -n "s/.*\"$2\":[[:space:]]*\([-0-9.eE+]*\).*/\1/p" | head -n 1; }
+# cmp_ok DESC EXPR: an awk comparison of numbers
+cmp_ok() { if awk "BEGIN { exit !($2) }"; then ok "$1 ($2)"; else nok "$1" "$2"; fi; }
+
+D="$T/demo"
+if LLM="$LLM" sh configs/align/run.sh "$D" >"$T/demo.json" 2>"$T/demo.err"; then ok "the demo runs"
+else
+    nok "the demo runs" "$(tail -n 5 "$T/demo.err")"
+    echo "1..$n"
+    exit 1
+fi
+echo "# $(tr -d '\n' <"$T/demo.json")"
+base=$(val pretrain accuracy) sft=$(val sft accuracy) dpo=$(val dpo accuracy) grpo=$(val grpo accuracy)
+cmp_ok "the pretrained model does not use the answer format" "$(val pretrain format) == 0"
+cmp_ok "SFT teaches the format" "$(val sft format) >= 0.9"
+cmp_ok "SFT raises held-out accuracy" "$sft > $base + 0.2"
+cmp_ok "DPO prefers the right answers on held-out pairs" "$(val dpo val_preference_accuracy) >= 0.7"
+cmp_ok "DPO raises held-out accuracy" "$dpo > $sft"
+cmp_ok "GRPO raises the mean reward" "$(val grpo reward_last) > $(val grpo reward_first)"
+cmp_ok "GRPO raises held-out accuracy" "$grpo > $dpo"
+has "$D/dpo/metrics.jsonl" "dpo metrics: rewards/margins" '"rewards/margins"'
+has "$D/grpo/metrics.jsonl" "grpo metrics: frac_reward_zero_std" '"frac_reward_zero_std"'
+has "$D/grpo/metrics.jsonl" "grpo metrics: clip_ratio and entropy" '"clip_ratio".*"entropy"\|"entropy".*"clip_ratio"'
+has "$D/grpo/samples.jsonl" "grpo logs sample completions" '"completion":" <answer>'
+
+# ---- SFT on chat messages: the template's tokens are added ----
+cat >"$T/chat.jsonl" <<'J'
+{"messages": [{"role": "user", "content": "3+4="}, {"role": "assistant", "content": "7"}]}
+{"messages": [{"role": "system", "content": "Add."}, {"role": "user", "content": "2+2="}, {"role": "assistant", "content": "4"}]}
+J
+expect "sft on chat messages" 0 "$LLM" sft configs/align/sft.json --set train.init_from="$D/pretrain/final.llm" \
+    --set data.train="$T/chat.jsonl" --set train.out_dir="$T/chat" --set train.steps=3 --set train.batch_size=2 --set schedule.warmup=0 -q
+"$LLM" ckpt --json "$T/chat/final.llm" >"$T/ck.json" 2>/dev/null
+has "$T/ck.json" "the checkpoint's tokenizer has <|assistant|>" '<|assistant|>'
+expect "generate reads the grown model" 0 "$LLM" generate -m "$T/chat/final.llm" -p "<|user|>
+3+4=<|end|>
+<|assistant|>
+" -n 3 -t 0
+
+# ---- resume: 2 + 2 steps = 4 steps ----
+sft() { "$LLM" sft configs/align/sft.json --set train.init_from="$D/pretrain/final.llm" \
+    --set data.train="$D/sft.jsonl" --set train.steps=4 --set train.checkpoint_every=2 --set schedule.warmup=0 -q "$@"; }
+sft --set train.out_dir="$T/r1" && sft --set train.out_dir="$T/r2" --stop-after 2 && sft --set train.out_dir="$T/r2"
+"$LLM" export "$T/r1/final.llm" --format safetensors -o "$T/r1.st" 2>/dev/null
+"$LLM" export "$T/r2/final.llm" --format safetensors -o "$T/r2.st" 2>/dev/null
+if [ -s "$T/r1.st" ] && cmp -s "$T/r1.st" "$T/r2.st"; then ok "sft: stopped and resumed = uninterrupted, bit for bit"
+else nok "sft: stopped and resumed = uninterrupted"; fi
+
+# ---- bad input ----
+fails "no init_from" 1 "train.init_from" "$LLM" sft configs/align/sft.json --set train.init_from= \
+    --set train.out_dir="$T/x"
+printf '{"prompt": "1+1="}\n' >"$T/bad.jsonl"
+fails "an example without a response names its line" 1 "bad.jsonl:1" "$LLM" sft configs/align/sft.json \
+    --set train.init_from="$D/pretrain/final.llm" --set data.train="$T/bad.jsonl" --set train.out_dir="$T/x"
+fails "dpo needs chosen and rejected" 1 "bad.jsonl:1: expected" "$LLM" dpo configs/align/dpo.json \
+    --set train.init_from="$D/pretrain/final.llm" --set data.train="$T/bad.jsonl" --set data.val= \
+    --set train.out_dir="$T/x"
+fails "grpo: rollout batch must match the micro-batches" 1 "prompts_per_step" "$LLM" grpo configs/align/grpo.json \
+    --set train.init_from="$D/pretrain/final.llm" --set data.train="$D/grpo.jsonl" --set grpo.group_size=3 \
+    --set train.out_dir="$T/x"
+fails "grpo: an unknown verifier" 1 "grpo.verifier" "$LLM" grpo configs/align/grpo.json \
+    --set train.init_from="$D/pretrain/final.llm" --set data.train="$D/grpo.jsonl" --set grpo.verifier=vibes \
+    --set data.val= --set train.out_dir="$T/x"
+fails "a missing checkpoint" 1 "nope.llm" "$LLM" dpo configs/align/dpo.json --set train.init_from="$T/nope.llm" \
+    --set train.out_dir="$T/x"
+echo "1..$n"
