@@ -160,6 +160,14 @@ static int point_px(const struct axis *ax, const struct axis *ay, const struct l
     return isfinite(*px) && isfinite(*py) && fabs(*px) < 1e6 && fabs(*py) < 1e6;
 }
 
+/* The palette slot of series i: its own color, or its position. */
+static size_t color_index(const struct llm_svg_style *st, size_t i)
+{
+    return st->series && st->series[i].color > 0 ? (size_t)st->series[i].color - 1 : i;
+}
+
+static int listed(const struct llm_svg_style *st, size_t i) { return !st->series || !st->series[i].nolegend; }
+
 static int check_series(const struct llm_svg_series *s, size_t ns)
 {
     for (size_t i = 0; i < ns; i++)
@@ -170,9 +178,18 @@ static int check_series(const struct llm_svg_series *s, size_t ns)
 
 char *llm_svg_render(const struct llm_svg_chart *c, const struct llm_svg_series *s, size_t ns)
 {
+    return llm_svg_render_styled(c, s, ns, NULL);
+}
+
+char *llm_svg_render_styled(const struct llm_svg_chart *c, const struct llm_svg_series *s, size_t ns,
+                            const struct llm_svg_style *st)
+{
     static const struct llm_svg_chart none;
+    static const struct llm_svg_style plain;
     if (!c)
         c = &none;
+    if (!st)
+        st = &plain;
     if (check_series(s, ns))
         return NULL;
     struct axis ax = {.log = !!c->logx}, ay = {.log = !!c->logy};
@@ -236,8 +253,8 @@ char *llm_svg_render(const struct llm_svg_chart *c, const struct llm_svg_series 
     }
     /* Series: a polyline (dashed past the palette) or a group of dots. */
     for (size_t i = 0; i < ns; i++) {
-        const char *col = colors[i % N_COLORS];
-        const char *dash = i >= N_COLORS ? " stroke-dasharray=\"6 3\"" : "";
+        const char *col = colors[color_index(st, i) % N_COLORS];
+        const char *dash = color_index(st, i) >= N_COLORS ? " stroke-dasharray=\"6 3\"" : "";
         if (s[i].markers)
             sb_printf(&b, "<g fill=\"%s\">\n", col);
         else
@@ -255,24 +272,34 @@ char *llm_svg_render(const struct llm_svg_chart *c, const struct llm_svg_series 
         }
         sb_printf(&b, s[i].markers ? "</g>\n" : "\"/>\n");
     }
-    /* Legend: top-right inside the plot area, width from the longest name. */
-    if (ns > 0) {
+    /* Legend: in a corner inside the plot area, width from the longest name. */
+    size_t nl = 0;
+    for (size_t i = 0; i < ns; i++)
+        nl += listed(st, i);
+    if (nl > 0) {
         size_t w = 0;
         for (size_t i = 0; i < ns; i++) {
-            size_t len = s[i].name ? strlen(s[i].name) : 10; /* "series <i>" */
+            size_t len = !listed(st, i) ? 0 : s[i].name ? strlen(s[i].name) : 10; /* "series <i>" */
             w = len > w ? len : w;
         }
-        double lw = 36 + 7.0 * (double)(w > 60 ? 60 : w), lx = x1 - 8 - lw, ly = y1 + 8;
+        double lw = 36 + 7.0 * (double)(w > 60 ? 60 : w), lh = 8 + 18.0 * (double)nl;
+        int left = st->legend == LLM_SVG_LEGEND_TOP_LEFT || st->legend == LLM_SVG_LEGEND_BOTTOM_LEFT;
+        int bottom = st->legend == LLM_SVG_LEGEND_BOTTOM_LEFT || st->legend == LLM_SVG_LEGEND_BOTTOM_RIGHT;
+        double lx = left ? x0 + 8 : x1 - 8 - lw, ly = bottom ? y0 - 8 - lh : y1 + 8;
         sb_printf(&b, "<g>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"white\" "
-                  "fill-opacity=\"0.85\" stroke=\"#999\"/>\n", lx, ly, lw, 8 + 18.0 * (double)ns);
+                  "fill-opacity=\"0.85\" stroke=\"#999\"/>\n", lx, ly, lw, lh);
+        size_t row = 0;
         for (size_t i = 0; i < ns; i++) {
-            const char *col = colors[i % N_COLORS];
-            double ry = ly + 16 + 18.0 * (double)i;
+            if (!listed(st, i))
+                continue;
+            size_t ci = color_index(st, i);
+            const char *col = colors[ci % N_COLORS];
+            double ry = ly + 16 + 18.0 * (double)row++;
             if (s[i].markers)
                 sb_printf(&b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", lx + 16, ry - 4, col);
             else
                 sb_printf(&b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1.5\"%s/>\n",
-                          lx + 6, ry - 4, lx + 26, ry - 4, col, i >= N_COLORS ? " stroke-dasharray=\"6 3\"" : "");
+                          lx + 6, ry - 4, lx + 26, ry - 4, col, ci >= N_COLORS ? " stroke-dasharray=\"6 3\"" : "");
             sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\">", lx + 32, ry);
             if (s[i].name)
                 sb_text(&b, s[i].name);
@@ -291,11 +318,8 @@ char *llm_svg_render(const struct llm_svg_chart *c, const struct llm_svg_series 
     return b.p;
 }
 
-int llm_svg_write(const char *path, const struct llm_svg_chart *c, const struct llm_svg_series *s, size_t ns)
+int llm_svg_save(const char *path, const char *text)
 {
-    char *text = llm_svg_render(c, s, ns);
-    if (!text)
-        return llm_err_wrap(check_series(s, ns) ? LLM_EINVAL : LLM_ENOMEM, "writing '%s'", path);
     struct llm_atomic a;
     int rc = llm_atomic_open(&a, path);
     if (rc == 0) {
@@ -305,6 +329,15 @@ int llm_svg_write(const char *path, const struct llm_svg_chart *c, const struct 
         if (rc) /* safe after a failed commit too */
             llm_atomic_abort(&a);
     }
+    return rc;
+}
+
+int llm_svg_write(const char *path, const struct llm_svg_chart *c, const struct llm_svg_series *s, size_t ns)
+{
+    char *text = llm_svg_render(c, s, ns);
+    if (!text)
+        return llm_err_wrap(check_series(s, ns) ? LLM_EINVAL : LLM_ENOMEM, "writing '%s'", path);
+    int rc = llm_svg_save(path, text);
     free(text);
     return rc;
 }
