@@ -3,9 +3,11 @@
  * differ only in their task; flags, loading and the run are shared here. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "align/dpo.h"
 #include "align/grpo.h"
+#include "align/reward.h"
 #include "align/sft.h"
 #include "cmd.h"
 #include "config/config.h"
@@ -19,6 +21,17 @@ struct method {
     void (*release)(void *t);
     const struct llm_train_task *(*task)(const void *t);
 };
+
+static void *reward_init(struct llm_config *c, struct llm_align_base *b, struct llm_model *m, int *rc)
+{
+    struct llm_reward *t = malloc(sizeof(*t));
+    *rc = t ? llm_reward_init(t, c, b, m) : llm_err(LLM_ENOMEM, "out of memory");
+    if (*rc)
+        free(t);
+    return *rc ? NULL : t;
+}
+static void reward_release(void *t) { llm_reward_release(t), free(t); }
+static const struct llm_train_task *reward_task(const void *t) { return &((const struct llm_reward *)t)->task; }
 
 static void *sft_init(struct llm_config *c, struct llm_align_base *b, struct llm_model *m, int *rc)
 {
@@ -56,8 +69,13 @@ static const struct llm_train_task *grpo_task(const void *t) { return &((const s
 static const struct method SFT = {
     "sft", "Supervised fine-tuning of train.init_from on prompt/response or chat examples (data.train).",
     "The loss is on response tokens only, per token over each step's accumulated batch.\n"
-    "Chat examples ({\"messages\"}) are rendered with sft.template. See docs/align.md.",
+    "Chat examples ({\"messages\"}) are rendered with sft.template. --task reward (sft.task) trains a\n"
+    "reward model on {prompt, chosen, rejected} pairs instead (Bradley-Terry). See docs/align.md.",
     sft_init, sft_release, sft_task,
+};
+/* `llm sft --task reward` (sft.task = reward): a reward model on preference pairs */
+static const struct method REWARD = {
+    "sft", NULL, NULL, reward_init, reward_release, reward_task,
 };
 static const struct method DPO = {
     "dpo", "Direct preference optimization of train.init_from on {prompt, chosen, rejected} pairs.",
@@ -77,10 +95,11 @@ static const struct method GRPO = {
 static int run(const struct method *me, int argc, char **argv)
 {
     struct llm_strlist sets = {0};
-    const char *resume = NULL;
+    const char *resume = NULL, *task = NULL;
     long stop_after = 0;
     int json = 0;
     const struct llm_opt opts[] = {
+        {"task", 0, LLM_OPT_STR, &task, "lm|reward", "sft only: what to train (sft.task; default lm)"},
         {"set", 0, LLM_OPT_LIST, &sets, "PATH=VALUE", "override one config key, e.g. train.init_from=run/final.llm"},
         {"resume", 0, LLM_OPT_STR, &resume, "DIR|CKPT", "resume from this checkpoint or run folder "
                                                         "(default: the newest checkpoint in train.out_dir)"},
@@ -102,12 +121,28 @@ static int run(const struct method *me, int argc, char **argv)
     if (code >= 0)
         return code;
     int rc = stop_after < 0 ? llm_err(LLM_EUSAGE, "--stop-after: expected a step count >= 0, got %ld", stop_after) : 0;
+    if (!rc && task && me != &SFT)
+        rc = llm_err(LLM_EUSAGE, "--task is a flag of llm sft");
+    else if (!rc && task && strcmp(task, "lm") && strcmp(task, "reward"))
+        rc = llm_err(LLM_EUSAGE, "--task: expected lm or reward, got '%s'", task);
     struct llm_config c;
     int loaded = 0, sig = 0;
+    const char **all = rc ? NULL : calloc((size_t)sets.n + 1, sizeof(char *));
+    if (!rc && !all)
+        rc = llm_err(LLM_ENOMEM, "out of memory");
+    for (int i = 0; all && i < sets.n; i++)
+        all[i] = sets.v[i];
+    char taskset[32];
+    if (all && task) {
+        snprintf(taskset, sizeof(taskset), "sft.task=%s", task);
+        all[sets.n] = taskset;
+    }
     if (!rc) {
-        rc = llm_config_load(&c, a.pos[0], sets.v, sets.n);
+        rc = llm_config_load(&c, a.pos[0], all, sets.n + (task != NULL));
         loaded = 1;
     }
+    if (!rc && me == &SFT && c.sft.task == LLM_SFT_REWARD)
+        me = &REWARD;
     if (!rc && c.train.device == LLM_DEVICE_CUDA)
         rc = llm_err(LLM_EUNSUPPORTED, "train.device: the CUDA backend is not built yet; use \"cpu\" or \"auto\"");
     struct llm_backend be;
@@ -140,6 +175,7 @@ static int run(const struct method *me, int argc, char **argv)
         llm_backend_release(&be);
     if (loaded)
         llm_config_release(&c);
+    free(all);
     llm_args_release(&spec, &a);
     if (rc)
         return cmd_fail(&spec, rc);

@@ -120,7 +120,11 @@ char *llm_align_chat_prompt(enum llm_chat_template t, const char *user)
 
 int llm_align_add_template_tokens(struct llm_align_base *b, struct llm_model *m, enum llm_chat_template t)
 {
-    const struct chat_style *st = &styles[t];
+    return llm_align_add_specials(b, m, styles[t].specials, styles[t].n_specials);
+}
+
+int llm_align_add_specials(struct llm_align_base *b, struct llm_model *m, const char *const *names, int n)
+{
     uint32_t V = llm_tok_vocab_size(b->tok);
     int added = 0;
     cJSON *arr = cJSON_GetObjectItemCaseSensitive(b->tok_json, "added_tokens");
@@ -128,15 +132,15 @@ int llm_align_add_template_tokens(struct llm_align_base *b, struct llm_model *m,
     cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     if (!arr && !(arr = cJSON_AddArrayToObject(b->tok_json, "added_tokens")))
         return llm_err(LLM_ENOMEM, "out of memory");
-    for (int i = 0; i < st->n_specials; i++) {
-        if (llm_tok_special_id(b->tok, st->specials[i]) >= 0)
+    for (int i = 0; i < n; i++) {
+        if (llm_tok_special_id(b->tok, names[i]) >= 0)
             continue;
         /* HF's added_tokens entry; the vocab lists added tokens too */
         cJSON *o = cJSON_CreateObject();
         if (!o)
             return llm_err(LLM_ENOMEM, "out of memory");
         cJSON_AddNumberToObject(o, "id", V + added);
-        cJSON_AddStringToObject(o, "content", st->specials[i]);
+        cJSON_AddStringToObject(o, "content", names[i]);
         cJSON_AddBoolToObject(o, "single_word", 0);
         cJSON_AddBoolToObject(o, "lstrip", 0);
         cJSON_AddBoolToObject(o, "rstrip", 0);
@@ -144,15 +148,15 @@ int llm_align_add_template_tokens(struct llm_align_base *b, struct llm_model *m,
         cJSON_AddBoolToObject(o, "special", 1);
         cJSON_AddItemToArray(arr, o);
         if (cJSON_IsObject(vocab))
-            cJSON_AddNumberToObject(vocab, st->specials[i], V + added);
+            cJSON_AddNumberToObject(vocab, names[i], V + added);
         added++;
     }
     if (!added)
         return 0;
-    int rc = base_from_json(b, b->tok_json, "the tokenizer with the chat template's tokens");
+    int rc = base_from_json(b, b->tok_json, "the tokenizer with added special tokens");
     uint32_t V2 = rc ? 0 : llm_tok_vocab_size(b->tok);
     if (!rc && V2 > (uint32_t)m->cfg.vocab_size) {
-        llm_info("added %d special tokens of the chat template; vocabulary %d -> %u", added, m->cfg.vocab_size, V2);
+        llm_info("added %d special tokens; vocabulary %d -> %u", added, m->cfg.vocab_size, V2);
         rc = llm_model_resize_vocab(m, (int)V2);
     }
     return rc;
@@ -302,7 +306,7 @@ void llm_align_batch(const struct llm_seq *const *seqs, int rows, int32_t *tok, 
         for (int t = 0; t < T; t++) {
             int in = t < s->n - 1;
             tok[(size_t)r * T + t] = in ? s->ids[t] : 0;
-            tgt[(size_t)r * T + t] = in && s->learn[t + 1] ? s->ids[t + 1] : -1;
+            tgt[(size_t)r * T + t] = in && s->learn && s->learn[t + 1] ? s->ids[t + 1] : -1;
         }
     }
     *Tb = T;

@@ -31,6 +31,8 @@ cJSON *llm_align_header(const struct llm_align_base *b);
  * missing (as new ids after the last one) and the model's vocabulary grown
  * to match (llm_model_resize_vocab). */
 int llm_align_add_template_tokens(struct llm_align_base *b, struct llm_model *m, enum llm_chat_template t);
+/* The same for any special tokens (names[n]). */
+int llm_align_add_specials(struct llm_align_base *b, struct llm_model *m, const char *const *names, int n);
 
 /* A tokenized example: ids (n) and learn[i] = 1 when ids[i] is a target the
  * loss sees (a response token), 0 for prompt tokens. */
@@ -61,7 +63,8 @@ int llm_align_encode_chat(struct llm_align_base *b, enum llm_chat_template t, co
  * tests and docs): malloc'd. */
 char *llm_align_chat_prompt(enum llm_chat_template t, const char *user);
 
-/* Packs rows sequences into (rows, *Tb) inputs and targets: x = ids[0 ..
+/* Packs rows sequences into (rows, *Tb) inputs and targets (a sequence
+ * without learn flags has none): x = ids[0 ..
  * n-1), y = ids[1 .. n) where learned, else -1; right padding (token 0,
  * target -1). Tb = the longest row (n - 1). */
 void llm_align_batch(const struct llm_seq *const *seqs, int rows, int32_t *tok, int32_t *tgt, int *Tb);

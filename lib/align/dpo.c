@@ -146,14 +146,14 @@ static cJSON *metrics(void *ctx)
 static cJSON *state(void *ctx) { return llm_align_order_state(&((struct llm_dpo *)ctx)->order); }
 static int restore(void *ctx, const cJSON *st) { return llm_align_order_restore(&((struct llm_dpo *)ctx)->order, st); }
 
-static void pairs_free(struct llm_dpo_pair *v, int n)
+void llm_dpo_pairs_free(struct llm_dpo_pair *v, int n)
 {
     for (int i = 0; v && i < n; i++)
         llm_seq_release(&v[i].chosen), llm_seq_release(&v[i].rejected);
     free(v);
 }
 
-static int read_pairs(const char *path, const struct llm_config *cfg, struct llm_align_base *b,
+int llm_dpo_read_pairs(const char *path, const struct llm_config *cfg, struct llm_align_base *b,
                       struct llm_dpo_pair **out, int *n_out)
 {
     struct llm_jsonl_records rs;
@@ -181,7 +181,7 @@ static int read_pairs(const char *path, const struct llm_config *cfg, struct llm
     int n = rs.n;
     llm_jsonl_records_release(&rs);
     if (rc) {
-        pairs_free(v, n);
+        llm_dpo_pairs_free(v, n);
         return rc;
     }
     *out = v, *n_out = n;
@@ -214,8 +214,8 @@ int llm_dpo_init(struct llm_dpo *d, const struct llm_config *cfg, struct llm_ali
     if (!cfg->data.train[0])
         rc = llm_err(LLM_EINVAL, "data.train: the preference pairs (JSONL {\"prompt\",\"chosen\",\"rejected\"})");
     if (!rc)
-        rc = read_pairs(cfg->data.train, cfg, b, &d->train, &d->n_train);
-    if (!rc && cfg->data.val[0] && !(rc = read_pairs(cfg->data.val, cfg, b, &d->val, &d->n_val_all)))
+        rc = llm_dpo_read_pairs(cfg->data.train, cfg, b, &d->train, &d->n_train);
+    if (!rc && cfg->data.val[0] && !(rc = llm_dpo_read_pairs(cfg->data.val, cfg, b, &d->val, &d->n_val_all)))
         d->n_val = d->n_val_all < cfg->train.eval_batches * d->B ? d->n_val_all : cfg->train.eval_batches * d->B;
     size_t rows = 2 * (size_t)d->B, n = rows * (size_t)(cfg->model.context_length);
     if (!rc && (!(d->tok = malloc(n * sizeof(int32_t))) || !(d->tgt = malloc(n * sizeof(int32_t))) ||
@@ -242,8 +242,8 @@ int llm_dpo_init(struct llm_dpo *d, const struct llm_config *cfg, struct llm_ali
 
 void llm_dpo_release(struct llm_dpo *d)
 {
-    pairs_free(d->train, d->n_train);
-    pairs_free(d->val, d->n_val_all);
+    llm_dpo_pairs_free(d->train, d->n_train);
+    llm_dpo_pairs_free(d->val, d->n_val_all);
     llm_align_order_release(&d->order);
     free(d->tok), free(d->tgt), free(d->w), free(d->lp), free(d->rows), free(d->pairs);
     memset(d, 0, sizeof(*d));

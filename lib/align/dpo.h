@@ -42,6 +42,13 @@ struct llm_dpo {
 int llm_dpo_init(struct llm_dpo *d, const struct llm_config *cfg, struct llm_align_base *b, struct llm_model *m);
 void llm_dpo_release(struct llm_dpo *d);
 
+/* The pairs of a JSONL file {"prompt","chosen","rejected"}, tokenized as
+ * prompt/response examples (sft.add_eot); errors name file:line. Shared
+ * with the reward model (reward.h). */
+int llm_dpo_read_pairs(const char *path, const struct llm_config *cfg, struct llm_align_base *b,
+                       struct llm_dpo_pair **out, int *n_out);
+void llm_dpo_pairs_free(struct llm_dpo_pair *v, int n);
+
 /* The loss of one pair and its derivative: h = (logp_w - ref_w) - (logp_l -
  * ref_l); sigmoid: -log sigmoid(beta h); ipo: (h - 1/(2 beta))^2; hinge:
  * max(0, 1 - beta h). Returns the loss; *dh = dloss/dh. */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "align/grpo.h"
+#include "align/reward.h"
 #include "core/err.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -169,6 +170,38 @@ static struct llm_gen_opts gen_opts(const struct llm_grpo *g, const char **stop,
     return o;
 }
 
+/* Adds grpo.reward_model_weight x the reward model's score of each rollout
+ * (its sequence with the reward token appended) to r. */
+static int model_rewards(struct llm_grpo *g, int n, double *r)
+{
+    const struct llm_seq **seqs = calloc((size_t)n, sizeof(*seqs));
+    struct llm_seq *tmp = calloc((size_t)n, sizeof(*tmp));
+    double *score = calloc((size_t)n, sizeof(double));
+    int rc = seqs && tmp && score ? 0 : llm_err(LLM_ENOMEM, "out of memory"), T = g->rm.cfg.context_length;
+    for (int i = 0; !rc && i < n; i++) {
+        const struct llm_seq *x = &g->roll[i].seq;
+        int at = x->n < T + 1 ? x->n : T; /* keep room for the token: the end of a long one is cut */
+        if (!(tmp[i].ids = malloc((size_t)(at + 1) * sizeof(int32_t)))) {
+            rc = llm_err(LLM_ENOMEM, "out of memory");
+            break;
+        }
+        memcpy(tmp[i].ids, x->ids, (size_t)at * sizeof(int32_t));
+        tmp[i].ids[at] = g->rm_id;
+        tmp[i].n = at + 1;
+        seqs[i] = &tmp[i];
+    }
+    if (!rc)
+        rc = llm_reward_score(&g->rm, g->rm_id, seqs, n, g->B, score);
+    for (int i = 0; !rc && i < n; i++) {
+        r[i] += g->cfg->grpo.reward_model_weight * score[i];
+        g->stats.model += score[i];
+    }
+    for (int i = 0; tmp && i < n; i++)
+        free(tmp[i].ids);
+    free(seqs), free(tmp), free(score);
+    return rc;
+}
+
 /* A new rollout batch from the current policy m. */
 static int rollout(struct llm_grpo *g, struct llm_model *m)
 {
@@ -200,7 +233,6 @@ static int rollout(struct llm_grpo *g, struct llm_model *m)
         texts[i] = res[i].completion;
     if (!rc)
         rc = rewards(g, &g->train, rec_of, texts, n, r);
-    int flat = rc ? 0 : llm_grpo_advantages(r, g->P, g->G, g->cfg->grpo.scale_rewards, adv);
     /* the sequences: the prompt's ids as generate encoded them, then the sampled ids */
     g->norm_tokens = 0;
     for (int i = 0; !rc && i < n; i++) {
@@ -209,8 +241,7 @@ static int rollout(struct llm_grpo *g, struct llm_model *m)
         struct llm_ids ids = {0};
         rc = llm_tok_encode(g->base->enc, prompts[i], lens[i], 0, &ids);
         int L = (int)ids.n + res[i].n_ids;
-        if (!rc && (!(x->seq.ids = malloc((size_t)L * sizeof(int32_t))) || !(x->seq.learn = calloc((size_t)L, 1)) ||
-                    !(x->old_logp = calloc((size_t)L, sizeof(float))) ||
+        if (!rc && (!(x->seq.ids = malloc((size_t)L * sizeof(int32_t))) || !(x->seq.learn = calloc((size_t)L, 1)) || !(x->old_logp = calloc((size_t)L, sizeof(float))) ||
                     (g->have_ref && !(x->ref_logp = calloc((size_t)L, sizeof(float))))))
             rc = llm_err(LLM_ENOMEM, "out of memory");
         for (size_t k = 0; !rc && k < ids.n; k++)
@@ -220,12 +251,16 @@ static int rollout(struct llm_grpo *g, struct llm_model *m)
         if (!rc) {
             x->seq.n = L, x->seq.n_learn = res[i].n_ids;
             x->text = res[i].completion, res[i].completion = NULL;
-            x->reward = r[i], x->adv = adv[i];
             g->norm_tokens += res[i].n_ids;
             g->stats.length += res[i].n_ids;
         }
         llm_ids_release(&ids);
     }
+    if (!rc && g->have_rm)
+        rc = model_rewards(g, n, r);
+    int flat = rc ? 0 : llm_grpo_advantages(r, g->P, g->G, g->cfg->grpo.scale_rewards, adv);
+    for (int i = 0; !rc && i < n; i++)
+        g->roll[i].reward = r[i], g->roll[i].adv = adv[i];
     /* the rollout policy's log-probabilities (the ratio's denominator), and the reference's */
     if (!rc)
         rc = score(g, m, g->roll, n, 0, 1);
@@ -353,6 +388,8 @@ static cJSON *metrics(void *ctx)
         cJSON_AddNumberToObject(o, "reward_std", sqrt(fmax(0, s->reward2 / s->n - mean * mean)));
         cJSON_AddNumberToObject(o, "frac_reward_zero_std", s->zero_std_groups / s->groups);
         cJSON_AddNumberToObject(o, "completion_length", s->length / s->n);
+        if (g->have_rm)
+            cJSON_AddNumberToObject(o, "rewards/model", s->model / s->n);
         for (int t = 0; t < llm_verifier_terms(g->verifier); t++) {
             char name[64];
             snprintf(name, sizeof(name), "rewards/%s", llm_verifier_term_name(g->verifier, t));
@@ -471,6 +508,26 @@ int llm_grpo_init(struct llm_grpo *g, const struct llm_config *cfg, struct llm_a
         if (!rc && g->ref.cfg.vocab_size != m->cfg.vocab_size)
             rc = llm_err(LLM_EINVAL, "grpo.beta > 0: the reference's vocabulary differs from the policy's");
     }
+    if (!rc && c->reward_model[0]) {
+        cJSON *header = NULL;
+        struct llm_tokenizer *rt = NULL;
+        if ((rc = llm_model_load(&g->rm, c->reward_model, m->be, &header)))
+            rc = llm_err_wrap(rc, "grpo.reward_model");
+        else
+            g->have_rm = 1;
+        const cJSON *tj = cJSON_GetObjectItemCaseSensitive(header, "tokenizer");
+        if (!rc && (!tj || llm_tok_load_json(&rt, tj, c->reward_model)))
+            rc = llm_err(LLM_EINVAL, "grpo.reward_model: %s has no tokenizer", c->reward_model);
+        g->rm_id = rt ? (int)llm_tok_special_id(rt, LLM_REWARD_TOKEN) : -1;
+        if (!rc && g->rm_id < 0)
+            rc = llm_err(LLM_EINVAL, "grpo.reward_model: %s has no %s token: not a reward model (llm sft --task "
+                         "reward)", c->reward_model, LLM_REWARD_TOKEN);
+        else if (!rc && g->rm.cfg.vocab_size < m->cfg.vocab_size)
+            rc = llm_err(LLM_EINVAL, "grpo.reward_model: its vocabulary (%d) is smaller than the policy's (%d)",
+                         g->rm.cfg.vocab_size, m->cfg.vocab_size);
+        llm_tok_free(rt);
+        cJSON_Delete(header);
+    }
     snprintf(g->samples_path, sizeof(g->samples_path), "%s/samples.jsonl", cfg->train.out_dir);
     if (rc) {
         llm_grpo_release(g);
@@ -492,6 +549,8 @@ void llm_grpo_release(struct llm_grpo *g)
     llm_verifier_free(g->verifier);
     if (g->have_ref)
         llm_model_release(&g->ref);
+    if (g->have_rm)
+        llm_model_release(&g->rm);
     llm_jsonl_records_release(&g->train);
     llm_jsonl_records_release(&g->val);
     llm_align_order_release(&g->order);

@@ -24,7 +24,7 @@ struct llm_grpo_roll {
 };
 
 struct llm_grpo_stats {
-    double reward, reward2, zero_std_groups, groups, length, kl, clipped, entropy, tokens, n;
+    double reward, reward2, zero_std_groups, groups, length, kl, clipped, entropy, tokens, n, model;
     double *terms;           /* per verifier term: summed rewards */
 };
 
@@ -37,6 +37,8 @@ struct llm_grpo {
     struct llm_verifier *verifier;
     struct llm_model ref;                 /* the starting model, when grpo.beta > 0 */
     int have_ref;
+    struct llm_model rm;                  /* grpo.reward_model, when set */
+    int have_rm, rm_id;                   /* rm_id: its <|reward|> token */
     int P, G, B, accum, epochs, n_val;
     int micro;                            /* micro-batch of the current rollout cycle: 0 .. accum*epochs-1 */
     int64_t rollouts;                     /* rollout batches done (for seeds and samples.jsonl) */

@@ -29,6 +29,7 @@ enum llm_cooldown { LLM_COOLDOWN_LINEAR, LLM_COOLDOWN_1_SQRT };
 enum llm_data_order { LLM_DATA_RANDOM, LLM_DATA_SEQUENTIAL };
 enum llm_data_boundaries { LLM_DATA_BOUNDARIES_AUTO, LLM_DATA_BOUNDARIES_ALIGN, LLM_DATA_BOUNDARIES_CROSS };
 enum llm_chat_template { LLM_CHAT_SIMPLE, LLM_CHAT_CHATML };
+enum llm_sft_task { LLM_SFT_LM, LLM_SFT_REWARD };
 enum llm_dpo_loss { LLM_DPO_SIGMOID, LLM_DPO_IPO, LLM_DPO_HINGE };
 enum llm_grpo_agg { LLM_GRPO_AGG_GRPO, LLM_GRPO_AGG_DR_GRPO, LLM_GRPO_AGG_DAPO };
 
@@ -117,6 +118,7 @@ struct llm_schedule_config {
 
 /* Alignment (lib/align, docs/align.md). */
 struct llm_sft_config {
+    enum llm_sft_task task;          /* lm: fine-tune the language model; reward: train a reward model */
     enum llm_chat_template template; /* how {"messages": [...]} examples are rendered */
     bool add_eot;                    /* end each response with the end-of-text token (learned: stops generation) */
 };
@@ -144,6 +146,8 @@ struct llm_grpo_config {
     char *command;                   /* command verifier: program and arguments, split at spaces (no shell) */
     double command_timeout;          /* seconds per call */
     int sample_every;                /* steps between completions logged to samples.jsonl; 0 = never */
+    char *reward_model;              /* a reward model (`llm sft --task reward`) added to the verifier's reward; "" = none */
+    double reward_model_weight;      /* its weight */
 };
 
 /* Owns its strings (malloc'd, never NULL once loaded or defaulted): free them

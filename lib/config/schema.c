@@ -23,6 +23,7 @@ _Static_assert(sizeof(enum llm_cooldown) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_data_order) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_data_boundaries) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_chat_template) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum llm_sft_task) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_dpo_loss) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum llm_grpo_agg) == sizeof(int), "enum size");
 
@@ -58,6 +59,7 @@ static const char *const order_names[] = {
 static const char *const boundaries_names[] = {
     [LLM_DATA_BOUNDARIES_AUTO] = "auto", [LLM_DATA_BOUNDARIES_ALIGN] = "align",
     [LLM_DATA_BOUNDARIES_CROSS] = "cross", NULL};
+static const char *const sft_task_names[] = {[LLM_SFT_LM] = "lm", [LLM_SFT_REWARD] = "reward", NULL};
 static const char *const template_names[] = {[LLM_CHAT_SIMPLE] = "simple", [LLM_CHAT_CHATML] = "chatml", NULL};
 static const char *const dpo_loss_names[] = {
     [LLM_DPO_SIGMOID] = "sigmoid", [LLM_DPO_IPO] = "ipo", [LLM_DPO_HINGE] = "hinge", NULL};
@@ -93,6 +95,7 @@ typedef double double2[2];
 /* Number ranges. */
 #define GT0 .lo = 0, .lo_open = true, .hi = INFINITY
 #define GE0 .lo = 0, .hi = INFINITY
+#define ANY .lo = -INFINITY, .hi = INFINITY
 #define UNIT_OPEN .lo = 0, .hi = 1, .hi_open = true /* [0, 1) */
 #define UNIT .lo = 0, .hi = 1                       /* [0, 1] */
 #define UNIT_LEFT_OPEN .lo = 0, .lo_open = true, .hi = 1 /* (0, 1] */
@@ -188,6 +191,8 @@ static const struct llm_config_key keys[] = {
     NUM("schedule.decay_fraction", schedule.decay_fraction, 0.2, UNIT, "wsd: fraction of train.steps spent decaying"),
     ENUM("schedule.cooldown", schedule.cooldown, LLM_COOLDOWN_1_SQRT, cooldown_names, "wsd: shape of the decay"),
 
+    ENUM("sft.task", sft.task, LLM_SFT_LM, sft_task_names,
+         "lm: fine-tune on responses; reward: a reward model on {prompt, chosen, rejected} pairs (Bradley-Terry)"),
     ENUM("sft.template", sft.template, LLM_CHAT_SIMPLE, template_names,
          "chat template of {\"messages\"} examples (docs/align.md); its special tokens are added when missing"),
     BOOL("sft.add_eot", sft.add_eot, true, "end each response with the end-of-text token, so the model learns to stop"),
@@ -222,6 +227,10 @@ static const struct llm_config_key keys[] = {
         "command verifier: program and arguments (split at spaces, no shell); JSONL in, one reward per line out"),
     NUM("grpo.command_timeout", grpo.command_timeout, 60.0, GT0, "command verifier: seconds per call"),
     INT("grpo.sample_every", grpo.sample_every, 10, 0, "steps between completions written to samples.jsonl; 0 = never"),
+    STR("grpo.reward_model", grpo.reward_model, "", 0,
+        "a reward model checkpoint (`llm sft --task reward`) whose score is added to the reward; \"\" = none"),
+    NUM("grpo.reward_model_weight", grpo.reward_model_weight, 1.0, ANY,
+        "weight of the reward model's score"),
 };
 
 static const struct llm_config_section sections[] = {

@@ -659,6 +659,22 @@ int llm_model_backward(struct llm_model *m) { return llm_model_backward_ex(m, NU
 
 const float *llm_model_hidden(const struct llm_model *m) { return m->acts ? m->acts->nf : NULL; }
 
+int llm_model_backward_logits(struct llm_model *m, const int64_t *index, const float *grad, int n)
+{
+    struct llm_model_acts *A = m->acts;
+    if (!A || !m->training)
+        return llm_err(LLM_EINVAL, "backward needs a training forward pass first");
+    size_t NV = (size_t)m->B * m->T * (size_t)m->cfg.vocab_size;
+    int rc = m->be->ops->zero(m->be->ctx, A->logits, NV * sizeof(float));
+    /* a few entries (a reward or a value per sequence): one small copy each */
+    for (int i = 0; !rc && i < n; i++) {
+        if (index[i] < 0 || (size_t)index[i] >= NV)
+            return llm_err(LLM_EINVAL, "backward_logits: index %lld outside the logits", (long long)index[i]);
+        rc = m->be->ops->upload(m->be->ctx, A->logits + index[i], &grad[i], sizeof(float));
+    }
+    return rc ? rc : llm_model_backward_ex(m, LLM_BACKWARD_LOGITS_SET, NULL);
+}
+
 int llm_model_backward_ex(struct llm_model *m, const float *token_w, const float *dhidden)
 {
     const struct llm_model_config *c = &m->cfg;
@@ -670,7 +686,9 @@ int llm_model_backward_ex(struct llm_model *m, const float *token_w, const float
         return rc;
     int B = m->B, T = m->T, N = B * T, C = c->d_model, V = c->vocab_size, L = c->n_layers;
     size_t nc = (size_t)N * C;
-    if (token_w) {
+    if (token_w == LLM_BACKWARD_LOGITS_SET) {
+        /* the caller wrote dlogits into the logits buffer (llm_model_backward_logits) */
+    } else if (token_w) {
         /* d(sum_t w_t CE_t)/dlogits_t = w_t (softmax - onehot), into the logits
          * buffer; the per-token losses are no longer needed, so the weights
          * go to their buffer on the device */

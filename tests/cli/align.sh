@@ -6,12 +6,6 @@
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.." || exit 1
 
-fails() { # DESC CODE PATTERN CMD...: exit CODE, one stderr line matching PATTERN
-    desc=$1 want=$2 pat=$3; shift 3
-    run "$@"
-    if [ "$rc" -eq "$want" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "$pat" "$T/err"; then ok "$desc"
-    else nok "$desc" "exit $rc (wanted $want): $*" "stderr: $(head -c 600 "$T/err")"; fi
-}
 # val STAGE KEY: a number of the demo's summary
 val() { sed -n "/\"$1\"/,/}/p" "$T/demo.json" | tr ',{}' '\n\n\n' | sed -n "s/.*\"$2\":[[:space:]]*\([-0-9.eE+]*\).*/\1/p" | head -n 1; }
 # cmp_ok DESC EXPR: an awk comparison of numbers
@@ -37,6 +31,20 @@ has "$D/dpo/metrics.jsonl" "dpo metrics: rewards/margins" '"rewards/margins"'
 has "$D/grpo/metrics.jsonl" "grpo metrics: frac_reward_zero_std" '"frac_reward_zero_std"'
 has "$D/grpo/metrics.jsonl" "grpo metrics: clip_ratio and entropy" '"clip_ratio".*"entropy"\|"entropy".*"clip_ratio"'
 has "$D/grpo/samples.jsonl" "grpo logs sample completions" '"completion":" <answer>'
+
+# ---- a reward model (Bradley-Terry), and GRPO reading it ----
+expect "sft --task reward" 0 "$LLM" sft configs/align/dpo.json --task reward --set train.init_from="$D/sft/final.llm" \
+    --set data.train="$D/dpo.jsonl" --set data.val="$D/dpo.val.jsonl" --set optim.lr=1e-3 --set train.out_dir="$T/rm" -q
+VA=$(grep -o '"val_accuracy":[0-9.]*' "$T/rm/metrics.jsonl" | tail -n 1 | cut -d: -f2)
+cmp_ok "the reward model ranks held-out pairs" "${VA:-0} >= 0.7"
+expect "grpo with the reward model" 0 "$LLM" grpo configs/align/grpo.json --set train.init_from="$D/sft/final.llm" \
+    --set data.train="$D/grpo.jsonl" --set data.val= --set grpo.reward_model="$T/rm/final.llm" \
+    --set grpo.reward_model_weight=0.2 --set train.steps=4 --set train.out_dir="$T/grm" -q
+has "$T/grm/metrics.jsonl" "grpo reports the reward model's score" '"rewards/model"'
+fails "grpo refuses a checkpoint that is not a reward model" 1 "not a reward model" "$LLM" grpo configs/align/grpo.json \
+    --set train.init_from="$D/sft/final.llm" --set data.train="$D/grpo.jsonl" --set data.val= \
+    --set grpo.reward_model="$D/sft/final.llm" --set train.out_dir="$T/x"
+fails "--task on dpo" 2 "--task is a flag of llm sft" "$LLM" dpo configs/align/dpo.json --task reward
 
 # ---- SFT on chat messages: the template's tokens are added ----
 cat >"$T/chat.jsonl" <<'J'

@@ -338,6 +338,71 @@ static void test_weighted_backward(void **state)
     llm_backend_release(&be);
 }
 
+/* llm_model_backward_logits: the gradient of J = sum_i g_i logits[index_i]
+ * (a reward read from single logits) against finite differences. */
+static double logit_objective(struct llm_model *m, const int32_t *tok, int B, int T, const int64_t *idx,
+                              const float *g, int n)
+{
+    float loss;
+    assert_int_equal(llm_model_forward(m, tok, NULL, B, T, 1, &loss), 0);
+    const float *lg = llm_model_logits(m); /* CPU backend: host memory */
+    double J = 0;
+    for (int i = 0; i < n; i++)
+        J += (double)g[i] * lg[idx[i]];
+    return J;
+}
+
+static void test_logit_backward(void **state)
+{
+    (void)state;
+    struct llm_model_config cfg;
+    make_variant(&cfg, GPT2);
+    struct llm_backend be;
+    assert_int_equal(llm_backend_cpu_init(&be, 1, 0), 0);
+    struct llm_model m;
+    assert_int_equal(llm_model_init(&m, &cfg, &be, 8), 0);
+    enum { B = 2, T = 5, N = B * T };
+    int32_t tok[N], tgt[N];
+    struct llm_rng r;
+    llm_rng_seed(&r, 12);
+    random_batch(&r, tok, tgt, N, cfg.vocab_size, 0);
+    const int V = cfg.vocab_size;
+    const int64_t idx[3] = {(int64_t)(T - 1) * V + 3, (int64_t)(2 * T - 1) * V + 3, (int64_t)2 * V + 7};
+    const float g[3] = {-0.7f, 0.5f, 0.25f};
+    assert_int_equal(llm_model_zero_grad(&m), 0);
+    logit_objective(&m, tok, B, T, idx, g, 3);
+    assert_int_equal(llm_model_backward_logits(&m, idx, g, 3), 0);
+    size_t P = m.layout.total;
+    float *g0 = malloc(P * sizeof(float)), *p0 = malloc(P * sizeof(float)), *d = malloc(P * sizeof(float));
+    memcpy(g0, m.grads, P * sizeof(float));
+    memcpy(p0, m.params, P * sizeof(float));
+    for (int dir = 0; dir < 3; dir++) {
+        double gd = 0, D[2], h0 = 1e-3;
+        for (size_t i = 0; i < P; i++) {
+            d[i] = (float)llm_rng_normal(&r);
+            gd += (double)g0[i] * d[i];
+        }
+        for (int k = 0; k < 2; k++) {
+            double h = k ? h0 / 2 : h0;
+            for (size_t i = 0; i < P; i++)
+                m.params[i] = p0[i] + (float)h * d[i];
+            double jp = logit_objective(&m, tok, B, T, idx, g, 3);
+            for (size_t i = 0; i < P; i++)
+                m.params[i] = p0[i] - (float)h * d[i];
+            double jm = logit_objective(&m, tok, B, T, idx, g, 3);
+            D[k] = (jp - jm) / (2 * h);
+        }
+        double num = (4 * D[1] - D[0]) / 3;
+        if (fabs(num - gd) > 3e-3 + 1e-2 * fabs(gd))
+            fail_msg("logit backward, direction %d: analytic %.6g, numeric %.6g", dir, gd, num);
+    }
+    int64_t bad = (int64_t)N * V;
+    assert_int_equal(llm_model_backward_logits(&m, &bad, g, 1), LLM_EINVAL);
+    free(g0), free(p0), free(d);
+    llm_model_release(&m);
+    llm_backend_release(&be);
+}
+
 /* Changing token t never changes the logits at positions < t, bit for bit.
  * MoE runs on the reference backend here: changing a token changes which
  * rows share an expert's matmul, and OpenBLAS's blocking (so the last bits
@@ -774,6 +839,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_weighted_backward),
+        cmocka_unit_test(test_logit_backward),
         cmocka_unit_test(test_causality),
         cmocka_unit_test(test_memorizes_a_batch),
         cmocka_unit_test(test_dropout_and_determinism),
