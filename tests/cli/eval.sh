@@ -6,13 +6,6 @@
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.." || exit 1
 
-fails() { # DESC CODE PATTERN CMD...: exit CODE, one stderr line matching PATTERN
-    desc=$1 want=$2 pat=$3; shift 3
-    run "$@"
-    if [ "$rc" -eq "$want" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "$pat" "$T/err"; then ok "$desc"
-    else nok "$desc" "exit $rc (wanted $want): $*" "stderr: $(head -c 600 "$T/err")"; fi
-}
-num() { sed -n "s/.*\"$2\":[[:space:]]*\([-0-9][-0-9.eE+]*\).*/\1/p" "$1" | head -n 1; }
 close() { awk "BEGIN { a = $2; b = $3; d = a - b; if (d < 0) d = -d; s = a < 0 ? -a : a; exit !(d <= $4 * s) }"; }
 
 D="$T/data"

@@ -5,12 +5,6 @@
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.." || exit 1
 
-fails() {
-    desc=$1 want=$2 pat=$3; shift 3
-    run "$@"
-    if [ "$rc" -eq "$want" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "$pat" "$T/err"; then ok "$desc"
-    else nok "$desc" "exit $rc (wanted $want): $*" "stderr: $(head -c 600 "$T/err")"; fi
-}
 # str FILE KEY: the string value of "KEY" in a one-line JSON object (texts here have no quotes).
 str() { sed -n "s/.*\"$2\":[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$1" | head -n 1; }
 # raw FILE KEY OUT: that value with its \n escapes turned back into newlines, into OUT.

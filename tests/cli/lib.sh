@@ -32,3 +32,15 @@ one_line() {
     if [ "$lines" -eq 1 ] && grep -q '^llm' "$T/err"; then ok "$1"; else
         nok "$1" "stderr has $lines lines:" "$(head -c 600 "$T/err")"; fi
 }
+
+# fails DESC CODE PATTERN CMD...: exit CODE and one stderr line matching
+# PATTERN (scripts that check more redefine it).
+fails() {
+    desc=$1 want=$2 pat=$3; shift 3
+    run "$@"
+    if [ "$rc" -eq "$want" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "$pat" "$T/err"; then ok "$desc"
+    else nok "$desc" "exit $rc (wanted $want): $*" "stderr: $(head -c 600 "$T/err")"; fi
+}
+
+# num FILE KEY: the first number after "KEY": in a JSON file.
+num() { sed -n "s/.*\"$2\":[[:space:]]*\([-0-9][-0-9.eE+]*\).*/\1/p" "$1" | head -n 1; }

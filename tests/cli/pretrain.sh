@@ -5,16 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.." || exit 1
 
-# fails DESC CODE PATTERN CMD...: exit CODE, one stderr line matching PATTERN.
-fails() {
-    desc=$1 want=$2 pat=$3; shift 3
-    run "$@"
-    if [ "$rc" -eq "$want" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "$pat" "$T/err"; then ok "$desc"
-    else nok "$desc" "exit $rc (wanted $want): $*" "stderr: $(head -c 600 "$T/err")"; fi
-}
 
-# num FILE KEY: the number after "KEY": in a JSON file.
-num() { sed -n "s/.*\"$2\":[[:space:]]*\([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1; }
 
 # params_of CKPT OUT: the parameters only, as a safetensors file (byte-comparable).
 params_of() { "$LLM" export "$1" --format safetensors -o "$2" >/dev/null 2>"$T/experr"; }

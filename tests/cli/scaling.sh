@@ -6,13 +6,6 @@
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.." || exit 1
 
-# fails DESC CODE PATTERN CMD...: exit CODE, one stderr line matching PATTERN.
-fails() {
-    desc=$1 want=$2 pat=$3; shift 3
-    run "$@"
-    if [ "$rc" -eq "$want" ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q -- "$pat" "$T/err"; then ok "$desc"
-    else nok "$desc" "exit $rc (wanted $want): $*" "stderr: $(head -c 600 "$T/err")"; fi
-}
 # num FILE KEY: the first number after "KEY": in a JSON file.
 num() { tr -d '\n\t ' <"$1" | tr ',{}' '\n\n\n' | sed -n "s/^\"$2\":\([-0-9.eE+]*\)$/\1/p" | head -n 1; }
 # near DESC X Y TOL: |X - Y| <= TOL.

@@ -75,6 +75,8 @@ static void make_model(struct llm_model *m, int is_bigram)
     c->n_kv_heads = 0, c->d_ff = 16, c->norm = LLM_NORM_RMSNORM, c->position = LLM_POSITION_ROPE;
     c->bias = false, c->tie_embeddings = false, c->dropout = 0;
     assert_int_equal(llm_model_init(m, c, &be, 1), 0);
+    double eps = c->norm_eps;
+    llm_config_release(&cfg);
     float *zero = calloc(m->layout.total, sizeof(float));
     assert_int_equal(be.ops->upload(be.ctx, m->params, zero, m->layout.total * sizeof(float)), 0);
     free(zero);
@@ -100,7 +102,7 @@ static void make_model(struct llm_model *m, int is_bigram)
             lg[t][v] = 4 * llm_rng_float(&r) - 2;
     lg[byte_id['=']][byte_id['4']] = 9, lg[byte_id['4']][byte_id['2']] = 9;
     lg[byte_id['2']][byte_id['\n']] = 9, lg[byte_id['\n']][byte_id['\n']] = 9;
-    double h = EMB / sqrt(EMB * EMB / C + c->norm_eps);
+    double h = EMB / sqrt(EMB * EMB / C + eps);
     for (int t = 0; t < V; t++) {
         double mx = -1e300, s = 0, z[V];
         for (int v = 0; v < V; v++) {
