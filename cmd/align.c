@@ -1,5 +1,5 @@
-/* align.c: `llm sft`, `llm dpo` and `llm grpo CONFIG.json`: alignment of
- * train.init_from through the training loop (lib/align, lib/train). The three
+/* align.c: `llm sft`, `llm dpo`, `llm grpo` and `llm ppo CONFIG.json`: alignment
+ * of train.init_from through the training loop (lib/align, lib/train). The four
  * differ only in their task; flags, loading and the run are shared here. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 
 #include "align/dpo.h"
 #include "align/grpo.h"
+#include "align/ppo.h"
 #include "align/reward.h"
 #include "align/sft.h"
 #include "cmd.h"
@@ -66,6 +67,17 @@ static void *grpo_init(struct llm_config *c, struct llm_align_base *b, struct ll
 static void grpo_release(void *t) { llm_grpo_release(t), free(t); }
 static const struct llm_train_task *grpo_task(const void *t) { return &((const struct llm_grpo *)t)->task; }
 
+static void *ppo_init(struct llm_config *c, struct llm_align_base *b, struct llm_model *m, int *rc)
+{
+    struct llm_ppo *t = malloc(sizeof(*t));
+    *rc = t ? llm_ppo_init(t, c, b, m) : llm_err(LLM_ENOMEM, "out of memory");
+    if (*rc)
+        free(t);
+    return *rc ? NULL : t;
+}
+static void ppo_release(void *t) { llm_ppo_release(t), free(t); }
+static const struct llm_train_task *ppo_task(const void *t) { return &((const struct llm_ppo *)t)->task; }
+
 static const struct method SFT = {
     "sft", "Supervised fine-tuning of train.init_from on prompt/response or chat examples (data.train).",
     "The loss is on response tokens only, per token over each step's accumulated batch.\n"
@@ -90,6 +102,14 @@ static const struct method GRPO = {
     "optimizes the clipped objective on group-normalized advantages. Completions are logged to\n"
     "samples.jsonl. See docs/align.md and docs/verify.md.",
     grpo_init, grpo_release, grpo_task,
+};
+static const struct method PPO = {
+    "ppo", "RLHF with PPO (Ouyang et al. 2022) of train.init_from on {prompt, answer} data, with a value model.",
+    "Rollouts, verifier, reward model, epsilon and epochs come from the grpo section (group_size may be 1);\n"
+    "per-token rewards -ppo.kl_coef x (log pi - log ref) plus the score at the last token, GAE\n"
+    "(ppo.gamma, ppo.lam), clipped policy and value losses. The value model (ppo.value_from, <|value|>)\n"
+    "is saved to train.out_dir/value.llm with every checkpoint. See docs/align.md.",
+    ppo_init, ppo_release, ppo_task,
 };
 
 static int run(const struct method *me, int argc, char **argv)
@@ -185,3 +205,4 @@ static int run(const struct method *me, int argc, char **argv)
 int cmd_sft(int argc, char **argv) { return run(&SFT, argc, argv); }
 int cmd_dpo(int argc, char **argv) { return run(&DPO, argc, argv); }
 int cmd_grpo(int argc, char **argv) { return run(&GRPO, argc, argv); }
+int cmd_ppo(int argc, char **argv) { return run(&PPO, argc, argv); }

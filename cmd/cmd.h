@@ -60,5 +60,6 @@ int cmd_data(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);
 int cmd_grpo(int argc, char **argv);
+int cmd_ppo(int argc, char **argv);
 
 #endif

@@ -202,17 +202,15 @@ static int model_rewards(struct llm_grpo *g, int n, double *r)
     return rc;
 }
 
-/* A new rollout batch from the current policy m. */
-static int rollout(struct llm_grpo *g, struct llm_model *m)
+int llm_grpo_rollout(struct llm_grpo *g, struct llm_model *m, double *r)
 {
     const int n = g->P * g->G;
     char **prompts = calloc((size_t)n, sizeof(char *)), **texts = calloc((size_t)n, sizeof(char *));
     uint64_t *seeds = calloc((size_t)n, sizeof(uint64_t));
     size_t *lens = calloc((size_t)n, sizeof(size_t));
     int *rec_of = calloc((size_t)n, sizeof(int));
-    double *r = calloc((size_t)n, sizeof(double)), *adv = calloc((size_t)n, sizeof(double));
     struct llm_gen_result *res = calloc((size_t)n, sizeof(*res));
-    int rc = prompts && texts && seeds && lens && rec_of && r && adv && res ? 0 : llm_err(LLM_ENOMEM, "out of memory");
+    int rc = prompts && texts && seeds && lens && rec_of && res ? 0 : llm_err(LLM_ENOMEM, "out of memory");
     for (int p = 0; !rc && p < g->P; p++) {
         g->roll_prompt[p] = llm_align_order_next(&g->order);
         const cJSON *pr = cJSON_GetObjectItemCaseSensitive(g->train.v[g->roll_prompt[p]], "prompt");
@@ -258,9 +256,8 @@ static int rollout(struct llm_grpo *g, struct llm_model *m)
     }
     if (!rc && g->have_rm)
         rc = model_rewards(g, n, r);
-    int flat = rc ? 0 : llm_grpo_advantages(r, g->P, g->G, g->cfg->grpo.scale_rewards, adv);
     for (int i = 0; !rc && i < n; i++)
-        g->roll[i].reward = r[i], g->roll[i].adv = adv[i];
+        g->roll[i].reward = r[i];
     /* the rollout policy's log-probabilities (the ratio's denominator), and the reference's */
     if (!rc)
         rc = score(g, m, g->roll, n, 0, 1);
@@ -275,26 +272,44 @@ static int rollout(struct llm_grpo *g, struct llm_model *m)
             for (int i = 0; i < n; i++)
                 s->terms[t] += tr[i];
         }
-        s->zero_std_groups += flat, s->groups += g->P, s->n += n, s->tokens += g->norm_tokens;
-        int64_t step = g->rollouts * g->epochs + 1;
-        if (g->cfg->grpo.sample_every && (step - 1) % g->cfg->grpo.sample_every == 0)
-            log_samples(g, step);
-        g->rollouts++;
+        s->n += n, s->tokens += g->norm_tokens;
     }
     if (res)
         llm_gen_results_release(res, n);
-    free(prompts), free(texts), free(seeds), free(lens), free(rec_of), free(r), free(adv), free(res);
+    free(prompts), free(texts), free(seeds), free(lens), free(rec_of), free(res);
     return rc;
 }
 
-static int micro_step(void *ctx, struct llm_model *m, double *loss, int64_t *tokens)
+void llm_grpo_rollout_done(struct llm_grpo *g)
 {
-    struct llm_grpo *g = ctx;
+    int64_t step = g->rollouts * g->epochs + 1;
+    if (g->cfg->grpo.sample_every && (step - 1) % g->cfg->grpo.sample_every == 0)
+        log_samples(g, step);
+    g->rollouts++;
+}
+
+/* A new rollout batch from the current policy m, with group-relative advantages. */
+static int rollout(struct llm_grpo *g, struct llm_model *m)
+{
+    const int n = g->P * g->G;
+    double *r = calloc((size_t)n, sizeof(double)), *adv = calloc((size_t)n, sizeof(double));
+    int rc = r && adv ? llm_grpo_rollout(g, m, r) : llm_err(LLM_ENOMEM, "out of memory");
+    if (!rc) {
+        int flat = llm_grpo_advantages(r, g->P, g->G, g->cfg->grpo.scale_rewards, adv);
+        for (int i = 0; i < n; i++)
+            g->roll[i].adv = adv[i];
+        g->stats.zero_std_groups += flat, g->stats.groups += g->P;
+        llm_grpo_rollout_done(g);
+    }
+    free(r), free(adv);
+    return rc;
+}
+
+int llm_grpo_policy_micro(struct llm_grpo *g, struct llm_model *m, int block, const float *const *tok_adv,
+                          double *loss, int64_t *tokens)
+{
     const struct llm_grpo_config *c = &g->cfg->grpo;
-    int rc = g->micro == 0 ? rollout(g, m) : 0;
-    if (rc)
-        return rc;
-    int block = g->micro % g->accum, Tb;
+    int Tb, rc;
     struct llm_grpo_roll *rolls = g->roll + (size_t)block * g->B;
     for (int r = 0; r < g->B; r++)
         g->rows[r] = &rolls[r].seq;
@@ -305,12 +320,13 @@ static int micro_step(void *ctx, struct llm_model *m, double *loss, int64_t *tok
     double total = 0;
     int64_t real = 0;
     const double k = g->accum, n = (double)g->P * g->G;
+    const double beta = tok_adv ? 0 : c->beta;
     for (int r = 0; r < g->B; r++) {
         const struct llm_grpo_roll *x = &rolls[r];
         double coef; /* the aggregation's weight of each of this completion's tokens */
-        if (c->loss_agg == LLM_GRPO_AGG_GRPO)
+        if (!tok_adv && c->loss_agg == LLM_GRPO_AGG_GRPO)
             coef = x->seq.n_learn ? 1.0 / (n * x->seq.n_learn) : 0;
-        else if (c->loss_agg == LLM_GRPO_AGG_DR_GRPO)
+        else if (!tok_adv && c->loss_agg == LLM_GRPO_AGG_DR_GRPO)
             coef = 1.0 / (n * c->max_tokens);
         else
             coef = g->norm_tokens > 0 ? 1.0 / g->norm_tokens : 0;
@@ -321,12 +337,13 @@ static int micro_step(void *ctx, struct llm_model *m, double *loss, int64_t *tok
                 continue;
             double logp = -m->host_losses[q], dl;
             int clipped;
-            double l = llm_grpo_token_loss(logp, x->old_logp[t], x->ref_logp ? x->ref_logp[t] : logp, x->adv, c->epsilon,
-                                           c->epsilon_high, c->beta, &dl, &clipped);
+            double l = llm_grpo_token_loss(logp, x->old_logp[t], x->ref_logp && beta > 0 ? x->ref_logp[t] : logp,
+                                           tok_adv ? tok_adv[r][t] : x->adv, c->epsilon, c->epsilon_high, beta, &dl,
+                                           &clipped);
             total += coef * l;
             g->w[q] = (float)(-dl * coef * k); /* CE = -logp */
             g->stats.clipped += clipped;
-            if (x->ref_logp) {
+            if (x->ref_logp && beta > 0) {
                 double d = x->ref_logp[t] - logp;
                 g->stats.kl += exp(d) - d - 1;
             }
@@ -334,9 +351,18 @@ static int micro_step(void *ctx, struct llm_model *m, double *loss, int64_t *tok
         real += x->seq.n - 1;
     }
     rc = llm_model_backward_ex(m, g->w, NULL);
-    g->micro = (g->micro + 1) % (g->accum * g->epochs);
     *loss = total * k; /* this micro-batch's share, scaled as the loop averages */
     *tokens = real;
+    return rc;
+}
+
+static int micro_step(void *ctx, struct llm_model *m, double *loss, int64_t *tokens)
+{
+    struct llm_grpo *g = ctx;
+    int rc = g->micro == 0 ? rollout(g, m) : 0;
+    if (!rc)
+        rc = llm_grpo_policy_micro(g, m, g->micro % g->accum, NULL, loss, tokens);
+    g->micro = (g->micro + 1) % (g->accum * g->epochs);
     return rc;
 }
 
@@ -461,6 +487,17 @@ static int split_command(char *s, const char ***argv, int *argc)
 
 int llm_grpo_init(struct llm_grpo *g, const struct llm_config *cfg, struct llm_align_base *b, struct llm_model *m)
 {
+    int rc = llm_grpo_init_ex(g, cfg, b, m, 0);
+    if (!rc && g->G < 2) {
+        llm_grpo_release(g);
+        return llm_err(LLM_EINVAL, "grpo.group_size: GRPO compares completions of a prompt: it needs 2 or more");
+    }
+    return rc;
+}
+
+int llm_grpo_init_ex(struct llm_grpo *g, const struct llm_config *cfg, struct llm_align_base *b, struct llm_model *m,
+                     int always_ref)
+{
     memset(g, 0, sizeof(*g));
     const struct llm_grpo_config *c = &cfg->grpo;
     g->cfg = cfg, g->base = b;
@@ -500,13 +537,13 @@ int llm_grpo_init(struct llm_grpo *g, const struct llm_config *cfg, struct llm_a
         rc = llm_err(LLM_ENOMEM, "out of memory");
     if (!rc)
         rc = llm_align_order_init(&g->order, g->train.n, (uint64_t)cfg->train.seed);
-    if (!rc && c->beta > 0) {
+    if (!rc && (c->beta > 0 || always_ref)) {
         if ((rc = llm_model_load(&g->ref, cfg->train.init_from, m->be, NULL)))
-            rc = llm_err_wrap(rc, "grpo.beta > 0: the reference model");
+            rc = llm_err_wrap(rc, "the reference model");
         else
             g->have_ref = 1;
         if (!rc && g->ref.cfg.vocab_size != m->cfg.vocab_size)
-            rc = llm_err(LLM_EINVAL, "grpo.beta > 0: the reference's vocabulary differs from the policy's");
+            rc = llm_err(LLM_EINVAL, "the reference's vocabulary differs from the policy's");
     }
     if (!rc && c->reward_model[0]) {
         cJSON *header = NULL;

@@ -60,6 +60,27 @@ struct llm_grpo {
  * prompts_per_step x group_size must equal batch_size x grad_accum. */
 int llm_grpo_init(struct llm_grpo *g, const struct llm_config *cfg, struct llm_align_base *b, struct llm_model *m);
 void llm_grpo_release(struct llm_grpo *g);
+/* The same with the reference always loaded when always_ref (PPO's KL
+ * penalty), and any group size >= 1 (GRPO's init requires 2). */
+int llm_grpo_init_ex(struct llm_grpo *g, const struct llm_config *cfg, struct llm_align_base *b, struct llm_model *m,
+                     int always_ref);
+
+/* What GRPO and PPO share of a rollout batch: the next P prompts x G
+ * completions of policy m (seeded per completion), their rewards into r (n =
+ * P G: the verifier plus the weighted reward model), the sequences and their
+ * old (and reference) log-probabilities in g->roll, and the statistics of
+ * rewards, lengths and entropy. Then the caller sets each roll's adv and calls
+ * llm_grpo_rollout_done (samples.jsonl, the rollout count). */
+int llm_grpo_rollout(struct llm_grpo *g, struct llm_model *m, double *r);
+void llm_grpo_rollout_done(struct llm_grpo *g);
+
+/* Forward and backward of the policy on micro-batch `block` (B completions)
+ * of the rollout batch: the clipped objective per token, aggregated by
+ * grpo.loss_agg with each completion's advantage and the beta KL term; or,
+ * with tok_adv (B rows of per-target advantages, PPO), tok_adv[r][t] per
+ * token, averaged over all completion tokens of the batch, no KL term. */
+int llm_grpo_policy_micro(struct llm_grpo *g, struct llm_model *m, int block, const float *const *tok_adv,
+                          double *loss, int64_t *tokens);
 
 /* Group-relative advantages of n = groups x G rewards (in place into adv):
  * (r - mean of its group) / (sample std of its group + 1e-4) with scale, or

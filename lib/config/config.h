@@ -150,6 +150,18 @@ struct llm_grpo_config {
     double reward_model_weight;      /* its weight */
 };
 
+/* PPO (`llm ppo`): rollouts, verifier, reward model, epsilon and epochs
+ * come from the grpo section; these are its own. */
+struct llm_ppo_config {
+    double gamma, lam;               /* GAE discount and lambda (Schulman et al. 2016) */
+    double kl_coef;                  /* per-token KL penalty to the reference in the reward */
+    double vf_coef;                  /* weight of the value loss */
+    double cliprange_value;          /* values clipped to old +- this in the value loss */
+    char *value_from;                /* the value model's starting checkpoint; "" = train.init_from */
+    double value_lr;                 /* the value optimizer's peak lr; 0 = optim.lr */
+    double value_clip_grad;          /* the value gradient's norm clipped to this; 0 = no clipping */
+};
+
 /* Owns its strings (malloc'd, never NULL once loaded or defaulted): free them
  * with llm_config_release; copy a config with llm_config_copy, not '='. */
 struct llm_config {
@@ -161,6 +173,7 @@ struct llm_config {
     struct llm_sft_config sft;
     struct llm_dpo_config dpo;
     struct llm_grpo_config grpo;
+    struct llm_ppo_config ppo;
 };
 
 /* ---- the key table ---- */

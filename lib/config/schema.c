@@ -201,7 +201,7 @@ static const struct llm_config_key keys[] = {
     ENUM("dpo.loss", dpo.loss, LLM_DPO_SIGMOID, dpo_loss_names,
          "sigmoid (Rafailov et al. 2023), ipo (Azar et al. 2023) or hinge (SLiC, Zhao et al. 2023)"),
 
-    INT("grpo.group_size", grpo.group_size, 8, 2, "G: completions sampled per prompt"),
+    INT("grpo.group_size", grpo.group_size, 8, 1, "G: completions sampled per prompt (grpo needs 2 or more)"),
     INT("grpo.prompts_per_step", grpo.prompts_per_step, 8, 1,
         "prompts per rollout batch (prompts x group_size = train.batch_size x train.grad_accum)"),
     INT("grpo.max_tokens", grpo.max_tokens, 64, 1, "new tokens per completion"),
@@ -231,6 +231,16 @@ static const struct llm_config_key keys[] = {
         "a reward model checkpoint (`llm sft --task reward`) whose score is added to the reward; \"\" = none"),
     NUM("grpo.reward_model_weight", grpo.reward_model_weight, 1.0, ANY,
         "weight of the reward model's score"),
+
+    NUM("ppo.gamma", ppo.gamma, 1.0, UNIT, "GAE discount gamma"),
+    NUM("ppo.lam", ppo.lam, 0.95, UNIT, "GAE lambda: 0 = one-step TD advantages, 1 = Monte Carlo returns"),
+    NUM("ppo.kl_coef", ppo.kl_coef, 0.05, GE0, "per-token KL penalty -kl_coef (log pi - log ref) in the reward"),
+    NUM("ppo.vf_coef", ppo.vf_coef, 0.1, GT0, "weight of the value loss"),
+    NUM("ppo.cliprange_value", ppo.cliprange_value, 0.2, GT0, "values clipped to old value +- this in the value loss"),
+    STR("ppo.value_from", ppo.value_from, "", 0,
+        "the value model's starting checkpoint (a reward model, ...); \"\" = train.init_from"),
+    NUM("ppo.value_lr", ppo.value_lr, 0.0, GE0, "the value model's peak learning rate; 0 = optim.lr"),
+    NUM("ppo.value_clip_grad", ppo.value_clip_grad, 1.0, GE0, "the value gradient's norm clipped to this; 0 = none"),
 };
 
 static const struct llm_config_section sections[] = {
@@ -242,6 +252,7 @@ static const struct llm_config_section sections[] = {
     {"sft", "Supervised fine-tuning (`llm sft`): data and chat template."},
     {"dpo", "Direct preference optimization (`llm dpo`)."},
     {"grpo", "Reinforcement learning with verifiable rewards (`llm grpo`): rollouts, advantages, the clipped objective."},
+    {"ppo", "PPO with a value model (`llm ppo`); rollouts and rewards come from the grpo section."},
 };
 
 const struct llm_config_key *llm_config_keys(size_t *n)

@@ -86,4 +86,34 @@ fails "grpo: an unknown verifier" 1 "grpo.verifier" "$LLM" grpo configs/align/gr
     --set data.val= --set train.out_dir="$T/x"
 fails "a missing checkpoint" 1 "nope.llm" "$LLM" dpo configs/align/dpo.json --set train.init_from="$T/nope.llm" \
     --set train.out_dir="$T/x"
+# ---- PPO on the demo's DPO model: a value model, GAE, clipped losses ----
+ppo() { "$LLM" ppo configs/align/grpo.json --set train.init_from="$D/dpo/final.llm" --set data.train="$D/grpo.jsonl" \
+    --set data.val= --set grpo.group_size=2 --set grpo.prompts_per_step=8 --set train.batch_size=8 \
+    --set train.grad_accum=2 --set ppo.value_lr=1e-3 --set train.log_every=1 -q "$@"; }
+expect "ppo runs" 0 ppo --set train.steps=6 --set train.out_dir="$T/ppo"
+for k in reward reward_std score kl clip_ratio value_loss value_clip_ratio explained_variance entropy completion_length; do
+    has "$T/ppo/metrics.jsonl" "ppo metrics: $k" "\"$k\":"
+done
+has "$T/ppo/samples.jsonl" "ppo logs sample completions" '"completion":" <answer>'
+ppo_col() { grep -o "\"$1\":[-0-9.eE+]*" "$T/ppo/metrics.jsonl" | cut -d: -f2; }
+# the DPO model answers most prompts right when sampling: PPO must not wreck that in 6 steps
+cmp_ok "ppo: the score does not collapse" "$(ppo_col score | awk '{ s += $1 } END { print s / NR }') >= 0.4"
+cmp_ok "ppo: the value model learns (value loss falls)" "$(ppo_col value_loss | tail -n 1) < $(ppo_col value_loss | head -n 1)"
+[ -s "$T/ppo/value.llm" ] && ok "ppo writes value.llm" || nok "ppo writes value.llm"
+ppo --set train.steps=4 --set train.checkpoint_every=2 --set train.out_dir="$T/pr1" &&
+    ppo --set train.steps=4 --set train.checkpoint_every=2 --set train.out_dir="$T/pr2" --stop-after 2 &&
+    ppo --set train.steps=4 --set train.checkpoint_every=2 --set train.out_dir="$T/pr2"
+for f in final value; do
+    "$LLM" export "$T/pr1/$f.llm" --format safetensors -o "$T/pr1.$f.st" 2>/dev/null
+    "$LLM" export "$T/pr2/$f.llm" --format safetensors -o "$T/pr2.$f.st" 2>/dev/null
+    if [ -s "$T/pr1.$f.st" ] && cmp -s "$T/pr1.$f.st" "$T/pr2.$f.st"; then ok "ppo: stopped and resumed = uninterrupted, bit for bit ($f)"
+    else nok "ppo: stopped and resumed = uninterrupted ($f)"; fi
+done
+ppo --set train.steps=4 --set train.checkpoint_every=2 --set train.out_dir="$T/pr3" --stop-after 2 && rm -f "$T/pr3/value.llm"
+fails "ppo: resuming without value.llm" 1 "value.llm" ppo --set train.steps=4 --set train.out_dir="$T/pr3"
+fails "ppo: a missing value model" 1 "ppo.value_from" ppo --set ppo.value_from="$T/nope.llm" --set train.out_dir="$T/x"
+fails "ppo: gamma out of range" 1 "ppo.gamma" ppo --set ppo.gamma=2 --set train.out_dir="$T/x"
+fails "grpo still needs 2 completions per prompt" 1 "grpo.group_size" "$LLM" grpo configs/align/grpo.json \
+    --set train.init_from="$D/dpo/final.llm" --set data.train="$D/grpo.jsonl" --set data.val= --set grpo.group_size=1 \
+    --set grpo.prompts_per_step=16 --set train.batch_size=16 --set train.grad_accum=1 --set train.out_dir="$T/x"
 echo "1..$n"
