@@ -176,21 +176,9 @@ int cmd_scaling_fit(int argc, char **argv)
 
 /* ---- scaling-sweep ---- */
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig) { stop_signal = sig; }
-
-/* SIGINT/SIGTERM: start no more runs; the running ones get the signal too
- * (same process group on a terminal) and stop with a checkpoint. */
-static void catch_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
+/* SIGINT/SIGTERM (cmd_catch_signals): start no more runs; the running ones
+ * get the signal too (same process group on a terminal) and stop with a
+ * checkpoint; a second signal kills at once. */
 
 struct sweep_ctx {
     const char *config;
@@ -255,7 +243,7 @@ static int run_points(const struct sweep_ctx *s, long jobs, int *status)
     int next = 0, running = 0, done = 0, rc = 0;
     double t0 = llm_now();
     while (next < p->npoints || running > 0) {
-        if (!rc && next < p->npoints && running < jobs && !stop_signal) {
+        if (!rc && next < p->npoints && running < jobs && !cmd_stop_signal) {
             const struct llm_scaling_point *q = &p->points[next];
             status[next] = -1;
             llm_info("sweep %d/%d: %s: N %.4g, %.4g tokens, %lld steps", next + 1, p->npoints, q->name,
@@ -353,7 +341,7 @@ static int collect(const struct sweep_ctx *s, const int *status, enum llm_scalin
         llm_atomic_abort(&a);
     if (!rc && failed)
         rc = llm_err(LLM_EINVAL, "%d of %d sweep runs %s (%s has the others); rerun the same command to resume",
-                     failed, p->npoints, stop_signal ? "did not finish" : "failed", path);
+                     failed, p->npoints, cmd_stop_signal ? "did not finish" : "failed", path);
     return rc;
 }
 
@@ -479,7 +467,7 @@ int cmd_scaling_sweep(int argc, char **argv)
         }
         struct sweep_ctx s = {.config = a.pos[0], .sets = &sets, .plan = &plan, .dir = dir, .threads = threads};
         if (!rc) {
-            catch_signals();
+            cmd_catch_signals();
             rc = run_points(&s, jobs, status);
         }
         if (!rc)
@@ -503,5 +491,5 @@ int cmd_scaling_sweep(int argc, char **argv)
     llm_args_release(&spec, &a);
     if (rc)
         return cmd_fail(&spec, rc);
-    return stop_signal ? 128 + stop_signal : 0;
+    return cmd_stop_signal ? 128 + cmd_stop_signal : 0;
 }
