@@ -70,18 +70,6 @@ static void table(const char *task, const struct llm_eval_result *r)
     }
 }
 
-static int write_text(const char *path, const char *text)
-{
-    struct llm_atomic a;
-    int rc = llm_atomic_open(&a, path);
-    if (!rc && !(rc = llm_fwrite(a.f, text, strlen(text), path)) && !(rc = llm_fwrite(a.f, "\n", 1, path)))
-        return llm_atomic_commit(&a);
-    if (!rc)
-        return rc;
-    llm_atomic_abort(&a);
-    return rc;
-}
-
 static int write_samples(const char *path, const cJSON *samples)
 {
     struct llm_atomic a;
@@ -316,7 +304,7 @@ int cmd_eval(int argc, char **argv)
         if (!text)
             rc = llm_err(LLM_ENOMEM, "out of memory");
         else if (out)
-            rc = write_text(out, text);
+            rc = llm_write_text(out, text, 1);
         else
             printf("%s\n", text);
         free(text);

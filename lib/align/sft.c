@@ -78,8 +78,8 @@ static int restore(void *ctx, const cJSON *st)
 }
 
 /* Tokenizes the examples of path. */
-static int read_examples(struct llm_sft *s, const char *path, struct llm_config *cfg, struct llm_align_base *b,
-                         struct llm_model *m, struct llm_seq **out, int *n_out)
+static int read_examples(const char *path, struct llm_config *cfg, struct llm_align_base *b, struct llm_model *m,
+                         struct llm_seq **out, int *n_out)
 {
     struct llm_jsonl_records rs;
     int rc = llm_jsonl_read_all(&rs, path, 0);
@@ -122,7 +122,6 @@ static int read_examples(struct llm_sft *s, const char *path, struct llm_config 
         free(v);
         return rc;
     }
-    (void)s;
     *out = v, *n_out = n;
     return 0;
 }
@@ -138,9 +137,9 @@ int llm_sft_init(struct llm_sft *s, struct llm_config *cfg, struct llm_align_bas
     if (!cfg->data.train[0])
         rc = llm_err(LLM_EINVAL, "data.train: the SFT examples (JSONL {\"prompt\",\"response\"} or {\"messages\"})");
     if (!rc)
-        rc = read_examples(s, cfg->data.train, cfg, b, m, &s->train, &s->n_train);
+        rc = read_examples(cfg->data.train, cfg, b, m, &s->train, &s->n_train);
     if (!rc && cfg->data.val[0])
-        rc = read_examples(s, cfg->data.val, cfg, b, m, &s->val, &s->n_val_all);
+        rc = read_examples(cfg->data.val, cfg, b, m, &s->val, &s->n_val_all);
     s->n_val = s->n_val_all;
     if (!rc && cfg->data.val[0] && s->n_val > cfg->train.eval_batches * s->B)
         s->n_val = cfg->train.eval_batches * s->B; /* the first eval_batches x B, as pretraining */

@@ -212,3 +212,16 @@ int llm_mkdir_p(const char *path)
     free(buf);
     return rc;
 }
+
+int llm_write_text(const char *path, const char *text, int newline)
+{
+    struct llm_atomic a;
+    int rc = llm_atomic_open(&a, path);
+    if (rc)
+        return rc;
+    if ((rc = llm_fwrite(a.f, text, strlen(text), path)) || (newline && (rc = llm_fwrite(a.f, "\n", 1, path)))) {
+        llm_atomic_abort(&a);
+        return rc;
+    }
+    return llm_atomic_commit(&a);
+}

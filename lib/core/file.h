@@ -23,6 +23,10 @@ int llm_atomic_commit(struct llm_atomic *a);
 /* Closes and removes the temp file; path is untouched. Safe after commit. */
 void llm_atomic_abort(struct llm_atomic *a);
 
+/* Writes text (and a final "\n" with newline) to path atomically: the whole
+ * file or, on error, nothing (path untouched). */
+int llm_write_text(const char *path, const char *text, int newline);
+
 /* Writes n bytes to f, or sets an error naming path. */
 int llm_fwrite(FILE *f, const void *p, size_t n, const char *path);
 

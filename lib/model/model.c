@@ -659,36 +659,44 @@ int llm_model_backward(struct llm_model *m) { return llm_model_backward_ex(m, NU
 
 const float *llm_model_hidden(const struct llm_model *m) { return m->acts ? m->acts->nf : NULL; }
 
+/* The backward pass from dlogits (already in the logits buffer) down:
+ * every objective's gradient enters the model there (plus dhidden). */
+static int backward_from_dlogits(struct llm_model *m, const float *dhidden);
+
+/* Checks shared by the backward entry points; allocates the gradients. */
+static int backward_ready(struct llm_model *m, int need_targets)
+{
+    if (!m->acts || !m->training || (need_targets && !m->n_valid))
+        return llm_err(LLM_EINVAL, "backward needs a training forward pass%s first",
+                       need_targets ? " with targets" : "");
+    return m->grads ? 0 : llm_model_zero_grad(m);
+}
+
 int llm_model_backward_logits(struct llm_model *m, const int64_t *index, const float *grad, int n)
 {
+    int rc = backward_ready(m, 0);
+    if (rc)
+        return rc;
     struct llm_model_acts *A = m->acts;
-    if (!A || !m->training)
-        return llm_err(LLM_EINVAL, "backward needs a training forward pass first");
     size_t NV = (size_t)m->B * m->T * (size_t)m->cfg.vocab_size;
-    int rc = m->be->ops->zero(m->be->ctx, A->logits, NV * sizeof(float));
+    rc = m->be->ops->zero(m->be->ctx, A->logits, NV * sizeof(float));
     /* a few entries (a reward or a value per sequence): one small copy each */
     for (int i = 0; !rc && i < n; i++) {
         if (index[i] < 0 || (size_t)index[i] >= NV)
             return llm_err(LLM_EINVAL, "backward_logits: index %lld outside the logits", (long long)index[i]);
         rc = m->be->ops->upload(m->be->ctx, A->logits + index[i], &grad[i], sizeof(float));
     }
-    return rc ? rc : llm_model_backward_ex(m, LLM_BACKWARD_LOGITS_SET, NULL);
+    return rc ? rc : backward_from_dlogits(m, NULL);
 }
 
 int llm_model_backward_ex(struct llm_model *m, const float *token_w, const float *dhidden)
 {
-    const struct llm_model_config *c = &m->cfg;
-    struct llm_model_acts *A = m->acts;
-    if (!A || !m->training || (!m->n_valid && !token_w && !dhidden))
-        return llm_err(LLM_EINVAL, "backward needs a training forward pass with targets first");
-    int rc = m->grads ? 0 : llm_model_zero_grad(m);
+    int rc = backward_ready(m, !token_w && !dhidden);
     if (rc)
         return rc;
-    int B = m->B, T = m->T, N = B * T, C = c->d_model, V = c->vocab_size, L = c->n_layers;
-    size_t nc = (size_t)N * C;
-    if (token_w == LLM_BACKWARD_LOGITS_SET) {
-        /* the caller wrote dlogits into the logits buffer (llm_model_backward_logits) */
-    } else if (token_w) {
+    struct llm_model_acts *A = m->acts;
+    int N = m->B * m->T, V = m->cfg.vocab_size;
+    if (token_w) {
         /* d(sum_t w_t CE_t)/dlogits_t = w_t (softmax - onehot), into the logits
          * buffer; the per-token losses are no longer needed, so the weights
          * go to their buffer on the device */
@@ -701,6 +709,15 @@ int llm_model_backward_ex(struct llm_model *m, const float *token_w, const float
         /* d(mean loss)/dlogits = (softmax - onehot) / n_valid, into the logits buffer */
         return rc;
     }
+    return backward_from_dlogits(m, dhidden);
+}
+
+static int backward_from_dlogits(struct llm_model *m, const float *dhidden)
+{
+    const struct llm_model_config *c = &m->cfg;
+    struct llm_model_acts *A = m->acts;
+    int B = m->B, T = m->T, N = B * T, C = c->d_model, V = c->vocab_size, L = c->n_layers, rc;
+    size_t nc = (size_t)N * C;
     if ((rc = OP(m, matmul_backward, A->dA, G(m, A->ix.lm_head), NULL, A->logits, A->nf,
                  P(m, A->ix.lm_head), N, C, V)))
         return rc;

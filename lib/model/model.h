@@ -76,8 +76,6 @@ int llm_model_backward_ex(struct llm_model *m, const float *token_w, const float
  * "head" that is one token's logit, lib/align/reward.c): dlogits is zero
  * except grad[i] at flat index index[i] into the (B*T, V) logits. */
 int llm_model_backward_logits(struct llm_model *m, const int64_t *index, const float *grad, int n);
-/* (internal to model.c: token_w meaning "dlogits already written") */
-#define LLM_BACKWARD_LOGITS_SET ((const float *)1)
 
 /* The final hidden state of the last forward (B*T, C) after the final norm,
  * what lm_head reads (device memory, borrowed). */

@@ -606,25 +606,12 @@ int llm_export_safetensors(const char *ckpt, const char *out, const struct llm_e
     return rc;
 }
 
-static int write_text(const char *path, const char *text)
-{
-    struct llm_atomic a;
-    int rc = llm_atomic_open(&a, path);
-    if (rc)
-        return rc;
-    if ((rc = llm_fwrite(a.f, text, strlen(text), path)) || (rc = llm_fwrite(a.f, "\n", 1, path))) {
-        llm_atomic_abort(&a);
-        return rc;
-    }
-    return llm_atomic_commit(&a);
-}
-
 static int write_json(const char *path, const cJSON *j)
 {
     char *text = j ? cJSON_Print(j) : NULL;
     if (!text)
         return llm_err(LLM_ENOMEM, "out of memory writing '%s'", path);
-    int rc = write_text(path, text);
+    int rc = llm_write_text(path, text, 1);
     free(text);
     return rc;
 }
@@ -713,7 +700,7 @@ static int export_tokenizer(const char *dir, const char *ckpt, const cJSON *head
             rc = llm_err(LLM_ENOMEM, "out of memory");
     }
     if (!rc)
-        rc = write_text(path, text);
+        rc = llm_write_text(path, text, 1);
     free(text);
     struct llm_tokenizer *tok = NULL;
     if (!rc && (rc = llm_tok_load(&tok, path)))

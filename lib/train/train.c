@@ -26,19 +26,6 @@ int train_path(char *dst, const char *dir, const char *name)
     return k < 0 || k >= TRAIN_PATH_MAX ? llm_err(LLM_EINVAL, "path too long: '%s/%s'", dir, name) : 0;
 }
 
-int train_write_text(const char *path, const char *text)
-{
-    struct llm_atomic a;
-    int rc = llm_atomic_open(&a, path);
-    if (rc)
-        return rc;
-    if ((rc = llm_fwrite(a.f, text, strlen(text), path))) {
-        llm_atomic_abort(&a);
-        return rc;
-    }
-    return llm_atomic_commit(&a);
-}
-
 /* ---- metrics ---- */
 
 static void add_num(cJSON *o, const char *k, double v)
@@ -132,7 +119,7 @@ int train_metrics_trim(struct train_loop *L, int64_t upto)
     fclose(f);
     free(line);
     if (!rc)
-        rc = train_write_text(L->metrics_path, kept ? kept : "");
+        rc = llm_write_text(L->metrics_path, kept ? kept : "", 0);
     free(kept);
     return rc;
 }
@@ -349,15 +336,8 @@ static int write_summary(const struct train_loop *L, const struct llm_train_summ
     char path[TRAIN_PATH_MAX];
     int rc = text ? train_path(path, L->cfg->train.out_dir, "summary.json")
                   : llm_err(LLM_ENOMEM, "out of memory writing the summary");
-    if (!rc) {
-        size_t n = strlen(text);
-        char *t2 = realloc(text, n + 2);
-        if (t2) {
-            text = t2;
-            memcpy(text + n, "\n", 2);
-        }
-        rc = train_write_text(path, text);
-    }
+    if (!rc)
+        rc = llm_write_text(path, text, 1);
     free(text);
     return rc;
 }
@@ -414,13 +394,13 @@ static int setup(struct train_loop *L, struct llm_model *m, const struct llm_tra
     if (L->st.step > 0 || L->resumed_from >= 0)
         rc = train_metrics_trim(L, L->st.step);
     else
-        rc = train_write_text(L->metrics_path, ""); /* a fresh run starts a fresh file */
+        rc = llm_write_text(L->metrics_path, "", 0); /* a fresh run starts a fresh file */
     char path[TRAIN_PATH_MAX];
     char *text = rc ? NULL : llm_config_to_string(c);
     if (!rc && !text)
         rc = LLM_ENOMEM;
     if (!rc && !(rc = train_path(path, c->train.out_dir, "config.json")))
-        rc = train_write_text(path, text);
+        rc = llm_write_text(path, text, 0);
     free(text);
     if (!rc && !(L->metrics = fopen(L->metrics_path, "a")))
         rc = llm_err(LLM_EIO, "cannot open '%s': %s", L->metrics_path, strerror(errno));

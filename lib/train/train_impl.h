@@ -46,7 +46,6 @@ struct train_loop {
 };
 
 int train_path(char *dst, const char *dir, const char *name);
-int train_write_text(const char *path, const char *text);
 int train_metrics_trim(struct train_loop *L, int64_t upto);
 void train_history_release(struct train_history *h);
 

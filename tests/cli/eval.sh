@@ -112,7 +112,7 @@ fails "label out of range names the line" 1 "bad.jsonl:1: label 5" "$LLM" eval -
 if [ ! -e "$T/never.json" ]; then ok "no report file after an error"; else nok "no report file after an error"; fi
 fails "judge without --judge" 2 "needs --judge" "$LLM" eval --task judge --data "$T/pairs.jsonl"
 fails "a bad regex" 2 "regex" "$LLM" eval -m "$M" --task exact --data "$T/gsm.jsonl" --format gsm8k --regex '(x'
-fails "a corrupt checkpoint" 1 "" "$LLM" eval -m "$T/choice.jsonl" --task choice --data "$T/choice.jsonl"
+fails "not a checkpoint" 1 "not an llm checkpoint" "$LLM" eval -m "$T/choice.jsonl" --task choice --data "$T/choice.jsonl"
 printf 'Too short.' >"$T/short.txt"
 fails "too few tokens for a window" 1 "short.txt: .* a window needs" "$LLM" eval -m "$M" --task perplexity \
     --data "$T/short.txt"

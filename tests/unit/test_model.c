@@ -250,24 +250,73 @@ static void test_gradients(void **state)
         gradcheck((enum variant)v);
 }
 
-/* The alignment objective J = sum_t w_t CE_t + sum <G, hidden>: with
- * w = 1/n_valid and no G, llm_model_backward_ex is llm_model_backward (to
- * float rounding: the scale is applied after (softmax - onehot), not inside); with signed weights and a hidden-state gradient, its directional
- * derivatives match finite differences of J. */
-static double weighted_objective(struct llm_model *m, const int32_t *tok, const int32_t *tgt, int B, int T,
-                                 const float *w, const float *G)
+/* An objective J(params) of the alignment backward entry points, and its inputs. */
+struct objective {
+    const int32_t *tok, *tgt; /* tgt NULL: a forward without targets */
+    int B, T;
+    const float *w, *G;       /* weighted: per-token CE weights, hidden-state gradient */
+    const int64_t *idx;       /* logits: flat indices and their weights g */
+    const float *g;
+    int n;
+};
+
+/* J = sum_t w_t CE_t + sum <G, hidden> (weighted), or sum_i g_i logits[idx_i]. */
+static double objective_at(struct llm_model *m, const struct objective *o)
 {
-    loss_at(m, tok, tgt, B, T);
-    int N = B * T, C = m->cfg.d_model;
-    const float *h = llm_model_hidden(m); /* CPU backend: host memory */
+    float loss;
+    assert_int_equal(llm_model_forward(m, o->tok, o->tgt, o->B, o->T, 1, &loss), 0);
     double J = 0;
+    if (o->idx) {
+        const float *lg = llm_model_logits(m); /* CPU backend: host memory */
+        for (int i = 0; i < o->n; i++)
+            J += (double)o->g[i] * lg[o->idx[i]];
+        return J;
+    }
+    int N = o->B * o->T, C = m->cfg.d_model;
+    const float *h = llm_model_hidden(m);
     for (int i = 0; i < N; i++)
-        J += tgt[i] >= 0 ? (double)w[i] * m->host_losses[i] : 0.0;
+        J += o->tgt[i] >= 0 ? (double)o->w[i] * m->host_losses[i] : 0.0;
     for (size_t i = 0; i < (size_t)N * C; i++)
-        J += (double)G[i] * h[i];
+        J += (double)o->G[i] * h[i];
     return J;
 }
 
+/* m->grads (of J at the current parameters) against central differences of
+ * J along 3 random directions, Richardson-extrapolated as in gradcheck. */
+static void check_directions(struct llm_model *m, const struct objective *o, struct llm_rng *r, const char *what)
+{
+    size_t P = m->layout.total;
+    float *g0 = malloc(P * sizeof(float)), *p0 = malloc(P * sizeof(float)), *d = malloc(P * sizeof(float));
+    memcpy(g0, m->grads, P * sizeof(float));
+    memcpy(p0, m->params, P * sizeof(float));
+    for (int dir = 0; dir < 3; dir++) {
+        double gd = 0, D[2], h0 = 1e-3;
+        for (size_t i = 0; i < P; i++) {
+            d[i] = (float)llm_rng_normal(r);
+            gd += (double)g0[i] * d[i];
+        }
+        for (int k = 0; k < 2; k++) {
+            double h = k ? h0 / 2 : h0;
+            for (size_t i = 0; i < P; i++)
+                m->params[i] = p0[i] + (float)h * d[i];
+            double jp = objective_at(m, o);
+            for (size_t i = 0; i < P; i++)
+                m->params[i] = p0[i] - (float)h * d[i];
+            double jm = objective_at(m, o);
+            D[k] = (jp - jm) / (2 * h);
+        }
+        double num = (4 * D[1] - D[0]) / 3;
+        if (fabs(num - gd) > 3e-3 + 1e-2 * fabs(gd))
+            fail_msg("%s, direction %d: analytic %.6g, numeric %.6g", what, dir, gd, num);
+    }
+    memcpy(m->params, p0, P * sizeof(float));
+    free(g0), free(p0), free(d);
+}
+
+/* llm_model_backward_ex: with w = 1/n_valid and no G it is
+ * llm_model_backward (to float rounding: the scale is applied after
+ * (softmax - onehot), not inside); with signed weights and a hidden-state
+ * gradient, its directional derivatives match finite differences of J. */
 static void test_weighted_backward(void **state)
 {
     (void)state;
@@ -308,50 +357,16 @@ static void test_weighted_backward(void **state)
     assert_int_equal(llm_model_zero_grad(&m), 0);
     loss_at(&m, tok, tgt, B, T);
     assert_int_equal(llm_model_backward_ex(&m, w, Gd), 0);
-    memcpy(g0, m.grads, P * sizeof(float));
-    float *p0 = malloc(P * sizeof(float)), *d = malloc(P * sizeof(float));
-    memcpy(p0, m.params, P * sizeof(float));
-    for (int dir = 0; dir < 3; dir++) {
-        double gd = 0, D[2], h0 = 1e-3;
-        for (size_t i = 0; i < P; i++) {
-            d[i] = (float)llm_rng_normal(&r);
-            gd += (double)g0[i] * d[i];
-        }
-        for (int k = 0; k < 2; k++) {
-            double h = k ? h0 / 2 : h0;
-            for (size_t i = 0; i < P; i++)
-                m.params[i] = p0[i] + (float)h * d[i];
-            double jp = weighted_objective(&m, tok, tgt, B, T, w, G);
-            for (size_t i = 0; i < P; i++)
-                m.params[i] = p0[i] - (float)h * d[i];
-            double jm = weighted_objective(&m, tok, tgt, B, T, w, G);
-            D[k] = (jp - jm) / (2 * h);
-        }
-        double num = (4 * D[1] - D[0]) / 3;
-        if (fabs(num - gd) > 3e-3 + 1e-2 * fabs(gd))
-            fail_msg("weighted backward, direction %d: analytic %.6g, numeric %.6g", dir, gd, num);
-    }
-    memcpy(m.params, p0, P * sizeof(float));
+    const struct objective o = {.tok = tok, .tgt = tgt, .B = B, .T = T, .w = w, .G = G};
+    check_directions(&m, &o, &r, "weighted backward");
     be.ops->free(be.ctx, Gd);
-    free(g0), free(w), free(G), free(p0), free(d);
+    free(g0), free(w), free(G);
     llm_model_release(&m);
     llm_backend_release(&be);
 }
 
 /* llm_model_backward_logits: the gradient of J = sum_i g_i logits[index_i]
  * (a reward read from single logits) against finite differences. */
-static double logit_objective(struct llm_model *m, const int32_t *tok, int B, int T, const int64_t *idx,
-                              const float *g, int n)
-{
-    float loss;
-    assert_int_equal(llm_model_forward(m, tok, NULL, B, T, 1, &loss), 0);
-    const float *lg = llm_model_logits(m); /* CPU backend: host memory */
-    double J = 0;
-    for (int i = 0; i < n; i++)
-        J += (double)g[i] * lg[idx[i]];
-    return J;
-}
-
 static void test_logit_backward(void **state)
 {
     (void)state;
@@ -369,36 +384,13 @@ static void test_logit_backward(void **state)
     const int V = cfg.vocab_size;
     const int64_t idx[3] = {(int64_t)(T - 1) * V + 3, (int64_t)(2 * T - 1) * V + 3, (int64_t)2 * V + 7};
     const float g[3] = {-0.7f, 0.5f, 0.25f};
+    const struct objective o = {.tok = tok, .B = B, .T = T, .idx = idx, .g = g, .n = 3};
     assert_int_equal(llm_model_zero_grad(&m), 0);
-    logit_objective(&m, tok, B, T, idx, g, 3);
+    objective_at(&m, &o);
     assert_int_equal(llm_model_backward_logits(&m, idx, g, 3), 0);
-    size_t P = m.layout.total;
-    float *g0 = malloc(P * sizeof(float)), *p0 = malloc(P * sizeof(float)), *d = malloc(P * sizeof(float));
-    memcpy(g0, m.grads, P * sizeof(float));
-    memcpy(p0, m.params, P * sizeof(float));
-    for (int dir = 0; dir < 3; dir++) {
-        double gd = 0, D[2], h0 = 1e-3;
-        for (size_t i = 0; i < P; i++) {
-            d[i] = (float)llm_rng_normal(&r);
-            gd += (double)g0[i] * d[i];
-        }
-        for (int k = 0; k < 2; k++) {
-            double h = k ? h0 / 2 : h0;
-            for (size_t i = 0; i < P; i++)
-                m.params[i] = p0[i] + (float)h * d[i];
-            double jp = logit_objective(&m, tok, B, T, idx, g, 3);
-            for (size_t i = 0; i < P; i++)
-                m.params[i] = p0[i] - (float)h * d[i];
-            double jm = logit_objective(&m, tok, B, T, idx, g, 3);
-            D[k] = (jp - jm) / (2 * h);
-        }
-        double num = (4 * D[1] - D[0]) / 3;
-        if (fabs(num - gd) > 3e-3 + 1e-2 * fabs(gd))
-            fail_msg("logit backward, direction %d: analytic %.6g, numeric %.6g", dir, gd, num);
-    }
+    check_directions(&m, &o, &r, "logit backward");
     int64_t bad = (int64_t)N * V;
     assert_int_equal(llm_model_backward_logits(&m, &bad, g, 1), LLM_EINVAL);
-    free(g0), free(p0), free(d);
     llm_model_release(&m);
     llm_backend_release(&be);
 }
