@@ -40,6 +40,12 @@ struct cmd_train_run {
  * closing line and (json) prints the summary. *sig = the signal that stopped
  * the run early, else 0. */
 int cmd_train(const struct cmd_train_run *t, int *sig);
+/* Starts `llm pretrain CONFIG --set S...` (this very binary) as a child
+ * training in dir (--set train.out_dir=dir; train.threads=threads when > 0),
+ * stdout to /dev/null, stderr to dir/log.txt: one point of a sweep. */
+#include <sys/types.h>
+int cmd_spawn_pretrain(const char *config, const char *const *sets, int nsets, const char *dir, int threads,
+                       pid_t *pid);
 
 int cmd_config(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

@@ -158,57 +158,26 @@ struct job {
     int status;   /* exit status once done */
 };
 
-static pid_t spawn(const char *config, const struct llm_strlist *sets, const struct axis *ax, int nax,
-                   const int *idx, const char *dir, int threads)
+/* Starts the point idx of the grid: the user's sets, then its axis values. */
+static int spawn(const char *config, const struct llm_strlist *sets, const struct axis *ax, int nax,
+                 const int *idx, const char *dir, int threads, pid_t *pid)
 {
-    int argc = 0, cap = 8 + 2 * (sets->n + nax);
-    char **argv = calloc((size_t)cap, sizeof(char *));
-    char **owned = calloc((size_t)nax + 2, sizeof(char *));
-    if (!argv || !owned) {
-        free(argv), free(owned);
-        return -1;
-    }
-    argv[argc++] = "llm";
-    argv[argc++] = "pretrain";
-    argv[argc++] = (char *)config;
-    for (int i = 0; i < sets->n; i++) {
-        argv[argc++] = "--set";
-        argv[argc++] = (char *)sets->v[i];
-    }
-    int no = 0;
-    for (int i = 0; i < nax; i++) {
-        if (asprintf(&owned[no], "%s=%s", ax[i].key, ax[i].vals[idx[i]]) < 0)
-            owned[no] = NULL;
-        argv[argc++] = "--set";
-        argv[argc++] = owned[no++];
-    }
-    if (asprintf(&owned[no], "train.out_dir=%s", dir) < 0)
-        owned[no] = NULL;
-    argv[argc++] = "--set";
-    argv[argc++] = owned[no++];
-    char tbuf[32];
-    if (threads > 0) {
-        snprintf(tbuf, sizeof(tbuf), "train.threads=%d", threads);
-        argv[argc++] = "--set";
-        argv[argc++] = tbuf;
-    }
-    argv[argc] = NULL;
-    char log[4200];
-    snprintf(log, sizeof(log), "%s/log.txt", dir);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        if (!f || !freopen("/dev/null", "w", stdout))
-            _exit(1);
-        execv("/proc/self/exe", argv);
-        _exit(127);
-    }
-    for (int i = 0; i < no; i++)
-        free(owned[i]);
-    free(owned);
-    free(argv);
-    return pid;
+    const char **all = calloc((size_t)(sets->n + nax), sizeof(char *));
+    char **own = calloc((size_t)nax + 1, sizeof(char *));
+    int rc = all && own ? 0 : llm_err(LLM_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < sets->n; i++)
+        all[i] = sets->v[i];
+    for (int i = 0; !rc && i < nax; i++)
+        if (asprintf(&own[i], "%s=%s", ax[i].key, ax[i].vals[idx[i]]) < 0)
+            rc = llm_err(LLM_ENOMEM, "out of memory");
+        else
+            all[sets->n + i] = own[i];
+    if (!rc)
+        rc = cmd_spawn_pretrain(config, all, sets->n + nax, dir, threads, pid);
+    for (int i = 0; own && i < nax; i++)
+        free(own[i]);
+    free(own), free(all);
+    return rc;
 }
 
 static int sweep(const char *config, const struct llm_config *base, const struct llm_strlist *sets,
@@ -271,11 +240,8 @@ static int sweep(const char *config, const struct llm_config *base, const struct
             if ((rc = llm_mkdir_p(jb[next].dir)))
                 break;
             llm_info("sweep %ld/%ld: %s", next + 1, total, jb[next].name);
-            jb[next].pid = spawn(config, sets, ax, nax, idx, jb[next].dir, threads);
-            if (jb[next].pid < 0) {
-                rc = llm_err(LLM_EIO, "cannot start a run: %s", strerror(errno));
+            if ((rc = spawn(config, sets, ax, nax, idx, jb[next].dir, threads, &jb[next].pid)))
                 break;
-            }
             next++, running++;
             continue;
         }

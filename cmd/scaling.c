@@ -3,10 +3,8 @@
  * scaling-sweep CONFIG` (plan an IsoFLOP grid, run it as child `llm
  * pretrain` processes, then fit). The math is in lib/scaling. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +21,6 @@
 #include "scaling/plot.h"
 #include "scaling/runs.h"
 #include "scaling/sweep.h"
-
-extern char **environ;
 
 #define MAX_BUDGETS 1000
 
@@ -188,48 +184,21 @@ struct sweep_ctx {
     int threads;                    /* per run; 0 = the config's */
 };
 
-/* Starts `llm pretrain CONFIG --set ...` for point i with stdout to
- * /dev/null and stderr to <run>/log.txt (posix_spawn of /proc/self/exe:
- * this very binary). */
+/* Starts `llm pretrain CONFIG --set ...` for point i in its folder. */
 static int spawn_point(const struct sweep_ctx *s, int i, pid_t *pid)
 {
-    char sets[LLM_SCALING_PLAN_SETS + 2][64], run[4200], log[4300];
+    char sets[LLM_SCALING_PLAN_SETS][64], run[4200];
     int ns = llm_scaling_plan_sets(s->plan, i, sets);
     snprintf(run, sizeof(run), "%s/%s", s->dir, s->plan->points[i].name);
-    snprintf(log, sizeof(log), "%s/log.txt", run);
-    if (s->threads > 0)
-        snprintf(sets[ns++], 64, "train.threads=%d", s->threads);
-    char *outdir = NULL;
-    const char **av = calloc((size_t)(2 * (s->sets->n + ns + 1) + 4), sizeof(char *));
-    int rc = llm_mkdir_p(run);
-    if (!rc && (!av || asprintf(&outdir, "train.out_dir=%s", run) < 0))
-        rc = llm_err(LLM_ENOMEM, "out of memory");
-    posix_spawn_file_actions_t fa;
-    int have_fa = 0;
-    if (!rc) {
-        int k = 0;
-        av[k++] = "llm", av[k++] = "pretrain", av[k++] = s->config;
-        for (int j = 0; j < s->sets->n; j++)
-            av[k++] = "--set", av[k++] = s->sets->v[j];
-        for (int j = 0; j < ns; j++)
-            av[k++] = "--set", av[k++] = sets[j];
-        av[k++] = "--set", av[k++] = outdir;
-        av[k] = NULL;
-        have_fa = !posix_spawn_file_actions_init(&fa);
-        if (!have_fa || posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0) ||
-            posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644))
-            rc = llm_err(LLM_ENOMEM, "out of memory");
-    }
-    if (!rc) {
-        fflush(NULL);
-        int e = posix_spawn(pid, "/proc/self/exe", &fa, NULL, (char *const *)av, environ);
-        if (e)
-            rc = llm_err(LLM_EIO, "cannot start a run: %s", strerror(e));
-    }
-    if (have_fa)
-        posix_spawn_file_actions_destroy(&fa);
-    free(outdir);
-    free(av);
+    const char **all = calloc((size_t)(s->sets->n + ns), sizeof(char *));
+    int rc = all ? llm_mkdir_p(run) : llm_err(LLM_ENOMEM, "out of memory");
+    for (int j = 0; all && j < s->sets->n; j++)
+        all[j] = s->sets->v[j];
+    for (int j = 0; all && j < ns; j++)
+        all[s->sets->n + j] = sets[j];
+    if (!rc)
+        rc = cmd_spawn_pretrain(s->config, all, s->sets->n + ns, run, s->threads, pid);
+    free(all);
     return rc;
 }
 

@@ -1,11 +1,14 @@
 /* train_run.c: what the training commands (pretrain, sft, dpo, grpo) share
  * around the loop of lib/train: SIGINT/SIGTERM handling, the progress bar,
  * the closing log line and the --json summary (declared in cmd.h). */
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <spawn.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "core/log.h"
@@ -94,5 +97,42 @@ int cmd_train(const struct cmd_train_run *t, int *sig)
         rc = j ? cmd_print_json(j) : LLM_ENOMEM;
     cJSON_Delete(j);
     *sig = s.interrupted ? (int)cmd_stop_signal : 0;
+    return rc;
+}
+
+extern char **environ;
+
+int cmd_spawn_pretrain(const char *config, const char *const *sets, int nsets, const char *dir, int threads,
+                       pid_t *pid)
+{
+    char out_dir[4200], log[4200], thr[32];
+    snprintf(out_dir, sizeof(out_dir), "train.out_dir=%s", dir);
+    snprintf(log, sizeof(log), "%s/log.txt", dir);
+    snprintf(thr, sizeof(thr), "train.threads=%d", threads);
+    const char **av = calloc((size_t)(2 * nsets + 8), sizeof(char *));
+    if (!av)
+        return llm_err(LLM_ENOMEM, "out of memory");
+    int k = 0;
+    av[k++] = "llm", av[k++] = "pretrain", av[k++] = config;
+    for (int j = 0; j < nsets; j++)
+        av[k++] = "--set", av[k++] = sets[j];
+    av[k++] = "--set", av[k++] = out_dir;
+    if (threads > 0)
+        av[k++] = "--set", av[k++] = thr;
+    av[k] = NULL;
+    posix_spawn_file_actions_t fa;
+    int rc = 0, have_fa = !posix_spawn_file_actions_init(&fa);
+    if (!have_fa || posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0) ||
+        posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644))
+        rc = llm_err(LLM_ENOMEM, "out of memory");
+    if (!rc) {
+        fflush(NULL);
+        int e = posix_spawn(pid, "/proc/self/exe", &fa, NULL, (char *const *)av, environ);
+        if (e)
+            rc = llm_err(LLM_EIO, "cannot start a run: %s", strerror(e));
+    }
+    if (have_fa)
+        posix_spawn_file_actions_destroy(&fa);
+    free(av);
     return rc;
 }
