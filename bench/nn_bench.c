@@ -445,7 +445,7 @@ static void attn_fwd(void *p)
 {
     struct attn_arg *a = p;
     CHECK("attention_forward",
-          OPS->attention_forward(CTX, a->out, a->lse, a->q, a->k, a->v, a->B, a->T, a->NH, a->NH,
+          OPS->attention_forward(CTX, a->out, a->lse, a->q, a->k, a->v, NULL, a->B, a->T, a->NH, a->NH,
                                  a->HS, 0, 1.0f / sqrtf((float)a->HS)));
 }
 static void attn_bwd(void *p)
@@ -453,18 +453,18 @@ static void attn_bwd(void *p)
     struct attn_arg *a = p;
     CHECK("attention_backward",
           OPS->attention_backward(CTX, a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->out,
-                                  a->lse, a->B, a->T, a->NH, a->NH, a->HS, 0,
+                                  a->lse, NULL, a->B, a->T, a->NH, a->NH, a->HS, 0,
                                   1.0f / sqrtf((float)a->HS)));
 }
 static void rope_fwd(void *p)
 {
     struct attn_arg *a = p;
-    CHECK("rope_forward", OPS->rope_forward(CTX, a->q, a->B, a->T, a->NH, a->HS, a->HS, 10000.0f, 0));
+    CHECK("rope_forward", OPS->rope_forward(CTX, a->q, NULL, a->B, a->T, a->NH, a->HS, a->HS, 10000.0f, 0));
 }
 static void rope_bwd(void *p)
 {
     struct attn_arg *a = p;
-    CHECK("rope_backward", OPS->rope_backward(CTX, a->q, a->B, a->T, a->NH, a->HS, a->HS, 10000.0f, 0));
+    CHECK("rope_backward", OPS->rope_backward(CTX, a->q, NULL, a->B, a->T, a->NH, a->HS, a->HS, 10000.0f, 0));
 }
 
 static void bench_attention(const char *cfg, int B, int T, int NH, int HS)

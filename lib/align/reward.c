@@ -160,7 +160,9 @@ int llm_reward_init(struct llm_reward *t, struct llm_config *cfg, struct llm_ali
     t->val_accuracy = NAN;
     const char *tokname = LLM_REWARD_TOKEN;
     int rc = 0;
-    if (!cfg->data.train[0])
+    if (cfg->sft.packing)
+        rc = llm_err(LLM_EINVAL, "sft.packing: only for sft.task lm (a reward model scores one sequence per row)");
+    if (!rc && !cfg->data.train[0])
         rc = llm_err(LLM_EINVAL, "data.train: the preference pairs (JSONL {\"prompt\",\"chosen\",\"rejected\"})");
     if (!rc && !(rc = llm_align_add_specials(b, m, &tokname, 1)))
         cfg->model = m->cfg;

@@ -1,5 +1,6 @@
 /* sft.c: the SFT task. Each micro-batch is B examples, one per row, padded
- * on the right; targets are the response tokens. The loss of a step is
+ * on the right, or with sft.packing B rows of whole examples (below);
+ * targets are the response tokens. The loss of a step is
  *   L = sum over the step's k micro-batches and their learned tokens of CE_t / N_step
  * (N_step = learned tokens of the whole step), so every response token
  * weighs the same however the examples fall into micro-batches; the loop
@@ -14,29 +15,135 @@
 #include "core/jsonl.h"
 #include "core/log.h"
 
+/* Packing (sft.packing): a row of T = context_length tokens takes whole
+ * examples in the shuffled order while the next one's n - 1 inputs still
+ * fit (next fit: an example is never split, the order never changes, so a
+ * resumed run packs the same rows), then padding (token 0, target -1).
+ * Each token's position within its example goes to the model
+ * (llm_model_forward_packed): positions restart per example and attention
+ * stays within it, so every example is trained on exactly as if it were
+ * alone in its row (tests/unit/test_model.c: test_packed), without the
+ * padding of rows to the longest example of the micro-batch. */
+
+/* The order's position (epoch, pos), moved past one example. */
+static void order_step(const struct llm_sft *s, int64_t *e, int *p)
+{
+    if (++*p == s->n_train)
+        *p = 0, ++*e;
+}
+
+/* The examples of one packed row from (e, p): their count, moving (e, p)
+ * past them; with tok (T) it also writes the row (tok, tgt, pos), and *used
+ * gets its tokens without padding. */
+static int pack_row(struct llm_sft *s, int64_t *e, int *p, int32_t *tok, int32_t *tgt, int32_t *pos,
+                    int *used)
+{
+    int t = 0, k = 0;
+    for (;;) {
+        const struct llm_seq *x = &s->train[llm_align_order_at(&s->order, *e, *p)];
+        int n = x->n - 1;
+        if (k > 0 && t + n > s->T)
+            break;
+        if (tok) {
+            const struct llm_seq *one = x;
+            int Tb;
+            llm_align_batch(&one, 1, tok + t, tgt + t, &Tb);
+            for (int i = 0; i < n; i++)
+                pos[t + i] = i;
+        }
+        t += n, k++;
+        order_step(s, e, p);
+        if (k == s->n_train) /* every example in one row: do not wrap into the next epoch */
+            break;
+    }
+    if (used)
+        *used = t;
+    return k;
+}
+
+/* The learned tokens of the next k micro-batches (one step), peeked at
+ * without moving the order. */
+static int64_t step_learned(struct llm_sft *s, int k)
+{
+    int64_t e = s->order.epoch, n = 0;
+    int p = s->order.pos;
+    for (int i = 0; i < k * s->B; i++) {
+        if (!s->packing) {
+            n += s->train[llm_align_order_at(&s->order, e, p)].n_learn;
+            order_step(s, &e, &p);
+            continue;
+        }
+        int64_t e0 = e;
+        int p0 = p, cnt = pack_row(s, &e, &p, NULL, NULL, NULL, NULL);
+        for (int j = 0; j < cnt; j++) {
+            n += s->train[llm_align_order_at(&s->order, e0, p0)].n_learn;
+            order_step(s, &e0, &p0);
+        }
+    }
+    return n;
+}
+
+/* One packed micro-batch (B rows) into tok, tgt, pos, moving the order;
+ * *Tb = the longest row, *real = tokens without padding. */
+static void pack_batch(struct llm_sft *s, int *Tb, int64_t *real)
+{
+    int64_t e = s->order.epoch;
+    int p = s->order.pos, *used = s->used, T = 0;
+    *real = 0;
+    for (int r = 0; r < s->B; r++) {
+        int k = pack_row(s, &e, &p, s->tok + (size_t)r * s->T, s->tgt + (size_t)r * s->T,
+                         s->pos + (size_t)r * s->T, &used[r]);
+        for (int j = 0; j < k; j++)
+            llm_align_order_next(&s->order);
+        *real += used[r];
+        T = used[r] > T ? used[r] : T;
+    }
+    /* to (B, T): rows closed up, padding continuing each row's positions */
+    for (int r = 0; r < s->B; r++)
+        for (int t = 0; t < T; t++) {
+            size_t from = (size_t)r * s->T + t, to = (size_t)r * T + t;
+            if (t >= used[r]) {
+                s->tok[from] = 0, s->tgt[from] = -1;
+                s->pos[from] = t == used[r] ? 0 : s->pos[from - 1] + 1;
+            }
+            s->tok[to] = s->tok[from], s->tgt[to] = s->tgt[from], s->pos[to] = s->pos[from];
+        }
+    *Tb = T;
+}
+
+/* How full packed rows are over the first epoch (a row may end in the next). */
+static void log_packing(struct llm_sft *s)
+{
+    int64_t e = 0, tokens = 0;
+    int p = 0, rows = 0, used;
+    while (e == 0) {
+        pack_row(s, &e, &p, NULL, NULL, NULL, &used);
+        tokens += used, rows++;
+    }
+    llm_info("sft: packing %d examples into %d rows of %d tokens per epoch (%.1f%% of the tokens are "
+             "examples, the rest padding)",
+             s->n_train, rows, s->T, 100.0 * (double)tokens / ((double)rows * s->T));
+}
+
 static int micro_step(void *ctx, struct llm_model *m, double *loss, int64_t *tokens)
 {
     struct llm_sft *s = ctx;
-    if (s->micro == 0) {
-        /* the learned tokens of the whole step: peek at its k x B examples */
-        int64_t e = s->order.epoch, n = 0;
-        int p = s->order.pos;
-        for (int i = 0; i < s->accum * s->B; i++) {
-            n += s->train[llm_align_order_at(&s->order, e, p)].n_learn;
-            if (++p == s->n_train)
-                p = 0, e++;
-        }
-        s->w_scale = (float)((double)s->accum / (double)n);
-    }
-    for (int r = 0; r < s->B; r++)
-        s->rows[r] = &s->train[llm_align_order_next(&s->order)];
-    int Tb;
-    llm_align_batch(s->rows, s->B, s->tok, s->tgt, &Tb);
-    float mean;
-    int rc = llm_model_forward(m, s->tok, s->tgt, s->B, Tb, 1, &mean);
+    if (s->micro == 0) /* the learned tokens of the whole step */
+        s->w_scale = (float)((double)s->accum / (double)step_learned(s, s->accum));
+    int Tb, rc;
     int64_t real = 0;
-    for (int r = 0; r < s->B; r++)
-        real += s->rows[r]->n - 1;
+    float mean;
+    if (s->packing) {
+        pack_batch(s, &Tb, &real);
+        rc = llm_model_forward_packed(m, s->tok, s->tgt, s->pos, s->B, Tb, 1, &mean);
+    } else {
+        for (int r = 0; r < s->B; r++)
+            s->rows[r] = &s->train[llm_align_order_next(&s->order)];
+        llm_align_batch(s->rows, s->B, s->tok, s->tgt, &Tb);
+        rc = llm_model_forward(m, s->tok, s->tgt, s->B, Tb, 1, &mean);
+        for (int r = 0; r < s->B; r++)
+            real += s->rows[r]->n - 1;
+    }
     for (int i = 0; i < s->B * Tb; i++)
         s->w[i] = s->tgt[i] >= 0 ? s->w_scale : 0.0f;
     if (!rc)
@@ -133,8 +240,12 @@ int llm_sft_init(struct llm_sft *s, struct llm_config *cfg, struct llm_align_bas
     s->B = cfg->train.batch_size;
     s->T = cfg->model.context_length;
     s->accum = llm_train_accum(cfg);
+    s->packing = cfg->sft.packing;
     int rc = 0;
-    if (!cfg->data.train[0])
+    if (s->packing && cfg->model.attention == LLM_ATTENTION_LINEAR)
+        rc = llm_err(LLM_EINVAL, "sft.packing: not supported with linear attention (its state would "
+                                 "carry from one example to the next); set it to false");
+    if (!rc && !cfg->data.train[0])
         rc = llm_err(LLM_EINVAL, "data.train: the SFT examples (JSONL {\"prompt\",\"response\"} or {\"messages\"})");
     if (!rc)
         rc = read_examples(cfg->data.train, cfg, b, m, &s->train, &s->n_train);
@@ -147,12 +258,15 @@ int llm_sft_init(struct llm_sft *s, struct llm_config *cfg, struct llm_align_bas
     if (!rc)
         rc = llm_align_order_init(&s->order, s->n_train, (uint64_t)cfg->train.seed);
     if (!rc && (!(s->tok = malloc(n * sizeof(int32_t))) || !(s->tgt = malloc(n * sizeof(int32_t))) ||
+                !(s->pos = malloc(n * sizeof(int32_t))) || !(s->used = malloc((size_t)s->B * sizeof(int))) ||
                 !(s->w = malloc(n * sizeof(float))) || !(s->rows = calloc((size_t)s->B, sizeof(*s->rows)))))
         rc = llm_err(LLM_ENOMEM, "out of memory");
     if (rc) {
         llm_sft_release(s);
         return rc;
     }
+    if (s->packing)
+        log_packing(s);
     s->task = (struct llm_train_task){
         .ctx = s, .micro_step = micro_step, .evaluate = s->n_val ? evaluate : NULL, .state = state,
         .restore = restore,
@@ -168,6 +282,6 @@ void llm_sft_release(struct llm_sft *s)
         llm_seq_release(&s->val[i]);
     free(s->train), free(s->val);
     llm_align_order_release(&s->order);
-    free(s->tok), free(s->tgt), free(s->w), free(s->rows);
+    free(s->tok), free(s->tgt), free(s->pos), free(s->used), free(s->w), free(s->rows);
     memset(s, 0, sizeof(*s));
 }

@@ -13,11 +13,13 @@ struct llm_sft {
     struct llm_seq *train, *val;
     int n_train, n_val, n_val_all; /* n_val: the evaluated prefix */
     int B, T, accum;
+    int packing;                  /* sft.packing: rows of whole examples (sft.c) */
     struct llm_align_order order;
     /* the step being accumulated */
     int micro;
     float w_scale;                /* accum / learned tokens of the step */
-    int32_t *tok, *tgt;
+    int32_t *tok, *tgt, *pos;     /* (B, T); pos: packed positions */
+    int *used;                    /* (B) packed: tokens of each row before its padding */
     float *w;
     const struct llm_seq **rows;
 };

@@ -121,6 +121,7 @@ struct llm_sft_config {
     enum llm_sft_task task;          /* lm: fine-tune the language model; reward: train a reward model */
     enum llm_chat_template template; /* how {"messages": [...]} examples are rendered */
     bool add_eot;                    /* end each response with the end-of-text token (learned: stops generation) */
+    bool packing;                    /* several examples per row, each attending only to itself */
 };
 
 struct llm_dpo_config {

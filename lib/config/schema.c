@@ -196,6 +196,8 @@ static const struct llm_config_key keys[] = {
     ENUM("sft.template", sft.template, LLM_CHAT_SIMPLE, template_names,
          "chat template of {\"messages\"} examples (docs/align.md); its special tokens are added when missing"),
     BOOL("sft.add_eot", sft.add_eot, true, "end each response with the end-of-text token, so the model learns to stop"),
+    BOOL("sft.packing", sft.packing, false,
+         "pack whole examples into rows of context_length tokens; each attends only to itself, positions restart"),
 
     NUM("dpo.beta", dpo.beta, 0.1, GT0, "inverse temperature of the implicit reward beta * log(pi / ref)"),
     ENUM("dpo.loss", dpo.loss, LLM_DPO_SIGMOID, dpo_loss_names,

@@ -474,7 +474,7 @@ static int rope(struct llm_infer *x, float *base, int cnt, int H, int pos0)
 {
     if (x->m->cfg.position != LLM_POSITION_ROPE)
         return 0;
-    return OP(x, rope_forward, base + x->rot_off, 1, cnt, H, x->HS, x->rot,
+    return OP(x, rope_forward, base + x->rot_off, NULL, 1, cnt, H, x->HS, x->rot,
               (float)x->m->cfg.rope_theta, pos0);
 }
 
@@ -659,7 +659,7 @@ static int step(struct llm_infer *x, const struct grp *grps, int ng, int n, cons
                          : c->position == LLM_POSITION_SINUSOIDAL ? x->m->pos_table
                                                                   : NULL;
     for (int i = 0; table && i < ng; i++)
-        if ((rc = OP(x, add_positions, x->x + (size_t)grps[i].row0 * C, table, 1, grps[i].cnt, C,
+        if ((rc = OP(x, add_positions, x->x + (size_t)grps[i].row0 * C, table, NULL, 1, grps[i].cnt, C,
                      grps[i].pos0)))
             return rc;
     for (int l = 0; l < x->L; l++) {

@@ -142,6 +142,8 @@ void llm_model_release(struct llm_model *m)
             fr(ctx, m->tokens);
         if (m->targets)
             fr(ctx, m->targets);
+        if (m->pos)
+            fr(ctx, m->pos);
     }
     moe_release(m);
     if (m->acts)
@@ -261,6 +263,8 @@ static int ensure_acts(struct llm_model *m, int B, int T)
         m->be->ops->free(ctx, m->tokens), m->tokens = NULL;
     if (m->targets)
         m->be->ops->free(ctx, m->targets), m->targets = NULL;
+    if (m->pos)
+        m->be->ops->free(ctx, m->pos), m->pos = NULL;
     size_t N = (size_t)B * T;
     /* MoE: row indices token * E + expert (and M = N * top_k <= N * E) are ints */
     if (is_moe(m) && N * (size_t)m->cfg.n_experts > (size_t)INT_MAX / 2)
@@ -271,6 +275,7 @@ static int ensure_acts(struct llm_model *m, int B, int T)
     if ((rc = m->be->ops->alloc(ctx, (void **)&m->act_mem, n * sizeof(float))) ||
         (rc = m->be->ops->alloc(ctx, (void **)&m->tokens, N * sizeof(int32_t))) ||
         (rc = m->be->ops->alloc(ctx, (void **)&m->targets, N * sizeof(int32_t))) ||
+        (rc = m->be->ops->alloc(ctx, (void **)&m->pos, N * sizeof(int32_t))) ||
         (is_moe(m) && (rc = moe_ensure(m, (int)N))))
         return rc;
     free(m->host_targets), free(m->host_losses);
@@ -388,15 +393,16 @@ static int rope_qk(struct llm_model *m, float *q, float *k, int backward)
         return 0;
     int HS = HS_(m), rot = is_mla(m) ? mla_R(m) : HS, off = HS - rot;
     float theta = (float)c->rope_theta;
+    const int32_t *pos = POS(m);
     int rc;
     if (backward) {
-        if ((rc = OP(m, rope_backward, q + off, m->B, m->T, c->n_heads, HS, rot, theta, 0)))
+        if ((rc = OP(m, rope_backward, q + off, pos, m->B, m->T, c->n_heads, HS, rot, theta, 0)))
             return rc;
-        return OP(m, rope_backward, k + off, m->B, m->T, NKV_(m), HS, rot, theta, 0);
+        return OP(m, rope_backward, k + off, pos, m->B, m->T, NKV_(m), HS, rot, theta, 0);
     }
-    if ((rc = OP(m, rope_forward, q + off, m->B, m->T, c->n_heads, HS, rot, theta, 0)))
+    if ((rc = OP(m, rope_forward, q + off, pos, m->B, m->T, c->n_heads, HS, rot, theta, 0)))
         return rc;
-    return OP(m, rope_forward, k + off, m->B, m->T, NKV_(m), HS, rot, theta, 0);
+    return OP(m, rope_forward, k + off, pos, m->B, m->T, NKV_(m), HS, rot, theta, 0);
 }
 
 /* Attention sublayer: in (N, C) -> scratch (N, C), keeping q, k, v, att, lse. */
@@ -426,7 +432,7 @@ static int attention_forward(struct llm_model *m, int l, const float *in)
     if (c->attention == LLM_ATTENTION_LINEAR)
         rc = OP(m, linear_attention_forward, a->att, a->q, a->k, a->v, B, T, NH, NKV, HS);
     else
-        rc = OP(m, attention_forward, a->att, a->lse, a->q, a->k, a->v, B, T, NH, NKV, HS,
+        rc = OP(m, attention_forward, a->att, a->lse, a->q, a->k, a->v, POS(m), B, T, NH, NKV, HS,
                 c->attention == LLM_ATTENTION_SLIDING ? c->window : 0, 1.0f / sqrtf((float)HS));
     if (rc || (rc = OP(m, matmul_forward, m->acts->scratch, a->att, P(m, p->wo), P(m, p->bo), N,
                        NH * HS, C)))
@@ -472,16 +478,30 @@ static int mlp_forward(struct llm_model *m, int l, const float *in)
 int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t *targets, int B,
                       int T, int training, float *loss)
 {
+    return llm_model_forward_packed(m, tokens, targets, NULL, B, T, training, loss);
+}
+
+int llm_model_forward_packed(struct llm_model *m, const int32_t *tokens, const int32_t *targets,
+                             const int32_t *pos, int B, int T, int training, float *loss)
+{
     const struct llm_model_config *c = &m->cfg;
     if (B <= 0 || T <= 0 || T > c->context_length)
         return llm_err(LLM_EINVAL, "a batch of %d x %d tokens does not fit context_length %d", B, T,
                        c->context_length);
+    if (pos && c->attention == LLM_ATTENTION_LINEAR)
+        return llm_err(LLM_EINVAL, "packed sequences are not supported with linear attention");
     int rc = ensure_acts(m, B, T);
     if (rc)
         return rc;
     struct llm_model_acts *A = m->acts;
     int N = B * T, C = c->d_model, V = c->vocab_size;
     m->B = B, m->T = T;
+    m->packed = 0; /* until the positions are in place */
+    if (pos) {
+        if ((rc = m->be->ops->upload(m->be->ctx, m->pos, pos, (size_t)N * sizeof(int32_t))))
+            return rc;
+        m->packed = 1;
+    }
     m->training = training;
     if (training) /* evaluation draws nothing: it never shifts the dropout masks of training */
         m->dropout_seed = llm_rng_u64(&m->rng);
@@ -489,9 +509,9 @@ int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t 
         (rc = OP(m, embedding_forward, A->emb, m->tokens, P(m, A->ix.tok_emb), N, C, V)))
         return rc;
     if (c->position == LLM_POSITION_LEARNED)
-        rc = OP(m, add_positions, A->emb, P(m, A->ix.pos_emb), B, T, C, 0);
+        rc = OP(m, add_positions, A->emb, P(m, A->ix.pos_emb), POS(m), B, T, C, 0);
     else if (c->position == LLM_POSITION_SINUSOIDAL)
-        rc = OP(m, add_positions, A->emb, m->pos_table, B, T, C, 0);
+        rc = OP(m, add_positions, A->emb, m->pos_table, POS(m), B, T, C, 0);
     if (!rc && dropout_on(m))
         rc = OP(m, dropout_forward, A->emb, A->emb, (size_t)N * C, (float)c->dropout, site_seed(m, 0));
     if (rc)
@@ -630,7 +650,7 @@ static int attention_backward(struct llm_model *m, int l, float *dx, const float
                 NH, NKV, HS);
     else
         rc = OP(m, attention_backward, A->dq, A->dk, A->dv, A->datt, a->q, a->k, a->v, a->att, a->lse,
-                B, T, NH, NKV, HS, c->attention == LLM_ATTENTION_SLIDING ? c->window : 0,
+                POS(m), B, T, NH, NKV, HS, c->attention == LLM_ATTENTION_SLIDING ? c->window : 0,
                 1.0f / sqrtf((float)HS));
     if (rc || (rc = rope_qk(m, A->dq, A->dk, 1)))
         return rc;
@@ -764,7 +784,7 @@ static int backward_from_dlogits(struct llm_model *m, const float *dhidden)
     if ((rc = OP(m, embedding_backward, G(m, A->ix.tok_emb), demb, m->tokens, N, C)))
         return rc;
     if (c->position == LLM_POSITION_LEARNED)
-        rc = OP(m, add_positions_backward, G(m, A->ix.pos_emb), demb, B, T, C, 0);
+        rc = OP(m, add_positions_backward, G(m, A->ix.pos_emb), demb, POS(m), B, T, C, 0);
     return rc;
 }
 

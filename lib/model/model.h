@@ -35,6 +35,8 @@ struct llm_model {
     size_t act_floats;
     struct llm_model_acts *acts;
     int32_t *tokens, *targets;     /* (B, T) device copies of the last forward */
+    int32_t *pos;                  /* (B, T) device: packed positions of the last forward */
+    int packed;                    /* the last forward was packed (pos holds its positions) */
     int32_t *host_targets;         /* (B, T) host copy, to count valid targets */
     float *host_losses;            /* (B, T) */
     /* the last forward */
@@ -62,6 +64,14 @@ void llm_model_release(struct llm_model *m);
  * layer's router probabilities to route on the host (N * n_experts floats). */
 int llm_model_forward(struct llm_model *m, const int32_t *tokens, const int32_t *targets, int B,
                       int T, int training, float *loss);
+/* The same over packed rows: each row holds whole examples one after another
+ * and pos (B, T) (host) gives each token's position within its example (0
+ * where one starts, else the previous + 1). Positions (learned, sinusoidal,
+ * rope) restart per example and attention stays within it, so every
+ * example's logits and losses are those of running it alone (SFT packing);
+ * backward uses the same positions. Not with linear attention. */
+int llm_model_forward_packed(struct llm_model *m, const int32_t *tokens, const int32_t *targets,
+                             const int32_t *pos, int B, int T, int training, float *loss);
 /* Backward pass of the last training forward: gradients of the mean loss are
  * ADDED to m->grads (allocated and zeroed on first use). */
 int llm_model_backward(struct llm_model *m);

@@ -78,6 +78,9 @@ struct llm_model_acts {
 static inline int HS_(const struct llm_model *m) { return m->cfg.d_model / m->cfg.n_heads; }
 static inline int NKV_(const struct llm_model *m) { return llm_config_kv_heads(&m->cfg); }
 static inline int is_moe(const struct llm_model *m) { return m->cfg.mlp == LLM_MLP_MOE; }
+/* The packed positions of the last forward, or NULL (one sequence per row). */
+#define POS(m) ((m)->packed ? (const int32_t *)(m)->pos : NULL)
+
 static inline int is_mla(const struct llm_model *m) { return m->cfg.attention_kv == LLM_ATTENTION_KV_MLA; }
 static inline int is_swiglu(const struct llm_model *m) { return m->cfg.activation == LLM_ACTIVATION_SWIGLU; }
 

@@ -47,11 +47,14 @@ struct llm_backend_ops {
     /* dwte[tokens[n],:] += dout[n,:] */
     int (*embedding_backward)(void *ctx, float *dwte, const float *dout, const int32_t *tokens, int N,
                               int C);
-    /* Position table added to x (B, T, C): x[b,t,:] += wpe[pos0 + t,:]. */
-    int (*add_positions)(void *ctx, float *x, const float *wpe, int B, int T, int C, int pos0);
-    /* dwpe[pos0 + t,:] += sum_b dx[b,t,:] */
-    int (*add_positions_backward)(void *ctx, float *dwpe, const float *dx, int B, int T, int C,
-                                  int pos0);
+    /* Position table added to x (B, T, C): x[b,t,:] += wpe[p(b,t),:] with
+     * p(b,t) = pos0 + t, or pos0 + pos[b,t] when pos (B, T) is given: packed
+     * sequences, whose positions restart at 0 at each example (see attention). */
+    int (*add_positions)(void *ctx, float *x, const float *wpe, const int32_t *pos, int B, int T,
+                         int C, int pos0);
+    /* dwpe[p(b,t),:] += dx[b,t,:] */
+    int (*add_positions_backward)(void *ctx, float *dwpe, const float *dx, const int32_t *pos,
+                                  int B, int T, int C, int pos0);
 
     /* ---- norms, over the last dimension C of N rows ----
      * layernorm: out = (x - mean) * rstd * w + b (b may be NULL); saves mean, rstd (N). */
@@ -92,15 +95,20 @@ struct llm_backend_ops {
      * head h reads kv head h / (NH / NKV)); causal; window > 0 limits each
      * query to the last `window` keys (itself included). out (B, T, NH, HS);
      * lse (B, NH, T) saves each row's log-sum-exp of the scaled scores for the
-     * backward pass (no T x T matrix is kept). */
+     * backward pass (no T x T matrix is kept).
+     * pos (B, T), or NULL for one sequence per row: packed sequences. Each
+     * row holds whole examples one after another, pos[b,t] the position of
+     * token t within its example (0 where one starts, else pos[b,t-1] + 1),
+     * and query t sees only the keys of its own example, s >= t - pos[b,t]
+     * (as if each example ran alone). */
     int (*attention_forward)(void *ctx, float *out, float *lse, const float *q, const float *k,
-                             const float *v, int B, int T, int NH, int NKV, int HS, int window,
-                             float scale);
+                             const float *v, const int32_t *pos, int B, int T, int NH, int NKV,
+                             int HS, int window, float scale);
     /* dq, dk, dv are written (=). */
     int (*attention_backward)(void *ctx, float *dq, float *dk, float *dv, const float *dout,
                               const float *q, const float *k, const float *v, const float *out,
-                              const float *lse, int B, int T, int NH, int NKV, int HS, int window,
-                              float scale);
+                              const float *lse, const int32_t *pos, int B, int T, int NH, int NKV,
+                              int HS, int window, float scale);
     /* Causal linear attention (Katharopoulos et al. 2020) with phi(x) = elu(x) + 1:
      * out_t = phi(q_t) S_t / (phi(q_t) . z_t), S_t = sum_{s<=t} phi(k_s) v_s^T,
      * z_t = sum_{s<=t} phi(k_s). Same layouts as attention (GQA allowed). */
@@ -111,16 +119,17 @@ struct llm_backend_ops {
                                      int NH, int NKV, int HS);
     /* Rotary embedding of x (B, T, H, HS) in place, HF's rotate_half layout:
      * pairs (i, i + rot_dims/2) for i < rot_dims/2, angle
-     * (pos0 + t) * theta^(-2i/rot_dims); channels >= rot_dims untouched (MLA's
+     * p * theta^(-2i/rot_dims) at position p = pos0 + t (pos0 + pos[b,t] with
+     * pos (B, T): packed sequences); channels >= rot_dims untouched (MLA's
      * decoupled key rotates part of a head). rot_dims is even, in 2..HS.
      * Only channels < rot_dims of each head are read or written, so x may
      * point into the head: MLA rotates each head's last R channels with
      * x + HS - R and rot_dims = R (the last head then ends at the buffer's end).
      * backward: the same rotation by the negative angle, in place on dx. */
-    int (*rope_forward)(void *ctx, float *x, int B, int T, int H, int HS, int rot_dims,
-                        float theta, int pos0);
-    int (*rope_backward)(void *ctx, float *dx, int B, int T, int H, int HS, int rot_dims,
-                         float theta, int pos0);
+    int (*rope_forward)(void *ctx, float *x, const int32_t *pos, int B, int T, int H, int HS,
+                        int rot_dims, float theta, int pos0);
+    int (*rope_backward)(void *ctx, float *dx, const int32_t *pos, int B, int T, int H, int HS,
+                         int rot_dims, float theta, int pos0);
 
     /* ---- rows: softmax, gather and scatter by index, column blocks ----
      * (The mixture-of-experts router and dispatch, and MLA's key assembly.)

@@ -69,6 +69,19 @@ sft --set train.out_dir="$T/r1" && sft --set train.out_dir="$T/r2" --stop-after 
 if [ -s "$T/r1.st" ] && cmp -s "$T/r1.st" "$T/r2.st"; then ok "sft: stopped and resumed = uninterrupted, bit for bit"
 else nok "sft: stopped and resumed = uninterrupted"; fi
 
+# ---- packing: rows of whole examples, each attending only to itself ----
+# The demo's examples take 11 or 12 of the 32 positions, so every packed row
+# holds two: 16 packed rows are the same 32 examples per step as the demo's
+# unpacked batch of 32, and the loss must be the same (to float rounding).
+"$LLM" sft configs/align/sft.json --set train.init_from="$D/pretrain/final.llm" --set data.train="$D/sft.jsonl" \
+    --set sft.packing=true --set train.batch_size=16 --set train.steps=25 --set train.out_dir="$T/pack" 2>"$T/pack.err"
+has "$T/pack.err" "sft.packing reports its rows" 'packing 1000 examples into 500 rows of 32 tokens'
+lp=$(sed -n 's/.*"step":25,"loss":\([0-9.eE+-]*\).*/\1/p' "$T/pack/metrics.jsonl")
+lu=$(sed -n 's/.*"step":25,"loss":\([0-9.eE+-]*\).*/\1/p' "$D/sft/metrics.jsonl")
+cmp_ok "packed rows train as one example per row (step-25 loss)" "${lp:-0} > 0 && ${lu:-1} > 0 && ($lp - $lu)^2 < (1e-4 * $lu)^2"
+fails "a reward model does not pack" 1 "sft.packing" "$LLM" sft configs/align/dpo.json --task reward \
+    --set train.init_from="$D/sft/final.llm" --set data.train="$D/dpo.jsonl" --set sft.packing=true --set train.out_dir="$T/x"
+
 # ---- bad input ----
 fails "no init_from" 1 "train.init_from" "$LLM" sft configs/align/sft.json --set train.init_from= \
     --set train.out_dir="$T/x"

@@ -15,6 +15,7 @@
 #include "align/align.h"
 #include "align/dpo.h"
 #include "align/grpo.h"
+#include "align/sft.h"
 #include "core/err.h"
 #include "core/rng.h"
 #include "model/model.h"
@@ -265,6 +266,102 @@ static void test_order(void **state)
     llm_align_order_release(&a), llm_align_order_release(&b), llm_align_order_release(&c);
 }
 
+/* ---- SFT packing ---- */
+
+/* One micro-step of an SFT task on a fresh model (seed 3): its loss, the
+ * gradient (copied into *grad) and how many examples it consumed. */
+static int sft_micro(struct llm_config *cfg, struct llm_backend *be, double *loss, float **grad,
+                     struct llm_sft *keep)
+{
+    struct llm_model m;
+    assert_int_equal(llm_model_init(&m, &cfg->model, be, 3), 0);
+    struct llm_sft s;
+    assert_int_equal(llm_sft_init(&s, cfg, &base, &m), 0);
+    assert_int_equal(llm_model_zero_grad(&m), 0);
+    int64_t tokens;
+    assert_int_equal(s.task.micro_step(s.task.ctx, &m, loss, &tokens), 0);
+    *grad = malloc(m.layout.total * sizeof(float));
+    memcpy(*grad, m.grads, m.layout.total * sizeof(float));
+    int used = s.order.pos;
+    if (keep) { /* the packed row, for the caller to inspect */
+        keep->T = m.T;
+        keep->pos = malloc((size_t)m.T * sizeof(int32_t));
+        keep->tgt = malloc((size_t)m.T * sizeof(int32_t));
+        memcpy(keep->pos, s.pos, (size_t)m.T * sizeof(int32_t));
+        memcpy(keep->tgt, s.tgt, (size_t)m.T * sizeof(int32_t));
+    }
+    llm_sft_release(&s);
+    llm_model_release(&m);
+    return used;
+}
+
+/* A packed row of k examples trains exactly like k rows of one example each:
+ * the same loss and gradient from the same model; the row's positions
+ * restart at every example; linear attention refuses packing. */
+static void test_sft_packing(void **state)
+{
+    (void)state;
+    make_base();
+    char *dir = test_mkdtemp(), *path = test_path(dir, "sft.jsonl");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    static const char *const resp[] = {" 42.", " 7.", " what the answer is.", " 42. the answer is 7.", " what.", " 7. 42."};
+    for (int i = 0; i < 6; i++)
+        fprintf(f, "{\"prompt\": \"the %s is\", \"response\": \"%s\"}\n", i % 2 ? "answer" : "question", resp[i]);
+    fclose(f);
+    struct llm_backend be;
+    assert_int_equal(llm_backend_cpu_init(&be, 1, 0), 0);
+    struct llm_config cfg;
+    assert_int_equal(llm_config_defaults(&cfg), 0);
+    cfg.model.vocab_size = 280, cfg.model.context_length = 32, cfg.model.d_model = 16, cfg.model.n_layers = 2;
+    cfg.model.n_heads = 2, cfg.model.d_ff = 32, cfg.model.dropout = 0;
+    cfg.model.position = LLM_POSITION_ROPE, cfg.model.norm = LLM_NORM_RMSNORM;
+    char set[4200];
+    snprintf(set, sizeof(set), "data.train=%s", path);
+    assert_int_equal(llm_config_set(&cfg, set), 0);
+    cfg.train.grad_accum = 1, cfg.train.batch_tokens = 0, cfg.train.seed = 11;
+    cfg.train.batch_size = 1, cfg.sft.packing = true;
+    double lp, lu;
+    float *gp, *gu;
+    struct llm_sft row = {0};
+    int k = sft_micro(&cfg, &be, &lp, &gp, &row);
+    assert_true(k >= 2 && k < 6); /* several examples in the row, not all */
+    int starts = 0;
+    for (int t = 0; t < row.T; t++) {
+        assert_true(row.pos[t] == 0 || (t > 0 && row.pos[t] == row.pos[t - 1] + 1));
+        starts += row.pos[t] == 0;
+    }
+    assert_true(starts >= k); /* one per example (and one where padding starts) */
+    cfg.train.batch_size = k, cfg.sft.packing = false;
+    assert_int_equal(sft_micro(&cfg, &be, &lu, &gu, NULL), k);
+    assert_true(fabs(lp - lu) <= 1e-5 * fabs(lu));
+    size_t P;
+    {
+        struct llm_model m;
+        assert_int_equal(llm_model_init(&m, &cfg.model, &be, 3), 0);
+        P = m.layout.total;
+        llm_model_release(&m);
+    }
+    for (size_t i = 0; i < P; i++)
+        if (fabsf(gp[i] - gu[i]) > 1e-4f * fabsf(gu[i]) + 1e-6f)
+            fail_msg("grad[%zu]: packed %g, one example per row %g", i, gp[i], gu[i]);
+    free(gp), free(gu), free(row.pos), free(row.tgt);
+    /* linear attention cannot pack */
+    cfg.sft.packing = true, cfg.model.attention = LLM_ATTENTION_LINEAR;
+    struct llm_model m;
+    assert_int_equal(llm_model_init(&m, &cfg.model, &be, 3), 0);
+    struct llm_sft s;
+    llm_err_clear();
+    assert_int_equal(llm_sft_init(&s, &cfg, &base, &m), LLM_EINVAL);
+    assert_non_null(strstr(llm_errmsg(), "sft.packing"));
+    llm_model_release(&m);
+    llm_config_release(&cfg);
+    llm_backend_release(&be);
+    llm_align_base_release(&base);
+    free(path);
+    test_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_encode_pair),
         cmocka_unit_test(test_chat_template_and_resize),
         cmocka_unit_test(test_order),
+        cmocka_unit_test(test_sft_packing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

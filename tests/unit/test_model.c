@@ -806,6 +806,80 @@ static void test_threads_determinism(void **state)
     }
 }
 
+/* Packing (llm_model_forward_packed): two rows of whole examples (3 + 4 and
+ * 2 + 5 tokens) give every token the loss it has when its example runs
+ * alone, and the summed-loss gradient equals the sum of the examples' own
+ * gradients, for every variant but linear attention, which refuses. The MoE
+ * load-balancing loss is switched off: it is a statistic of the whole batch
+ * (what packing changes by design). */
+static void test_packed(void **state)
+{
+    (void)state;
+    enum { B = 2, T = 7, N = B * T, NEX = 4 };
+    static const int ex_row[NEX] = {0, 0, 1, 1}, ex_len[NEX] = {3, 4, 2, 5};
+    int32_t tok[N], tgt[N], pos[N];
+    struct llm_rng r;
+    llm_rng_seed(&r, 17);
+    random_batch(&r, tok, tgt, N, 13, 1);
+    for (int e = 0, t0 = 0; e < NEX; e++) {
+        if (e && ex_row[e] != ex_row[e - 1])
+            t0 = 0;
+        for (int t = 0; t < ex_len[e]; t++)
+            pos[ex_row[e] * T + t0 + t] = t;
+        t0 += ex_len[e];
+    }
+    for (int v = 0; v < NVARIANTS; v++) {
+        struct llm_model_config cfg;
+        make_variant(&cfg, (enum variant)v);
+        cfg.aux_loss_coef = 0;
+        struct llm_backend be;
+        assert_int_equal(llm_backend_cpu_init(&be, 2, 0), 0);
+        struct llm_model m;
+        assert_int_equal(llm_model_init(&m, &cfg, &be, 23), 0);
+        float loss, w[N];
+        for (int i = 0; i < N; i++)
+            w[i] = 1.0f;
+        assert_int_equal(llm_model_zero_grad(&m), 0);
+        int rc = llm_model_forward_packed(&m, tok, tgt, pos, B, T, 1, &loss);
+        if (v == LINEAR) {
+            assert_int_equal(rc, LLM_EINVAL);
+            assert_non_null(strstr(llm_errmsg(), "linear attention"));
+            llm_model_release(&m);
+            llm_backend_release(&be);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        float packed_losses[N];
+        memcpy(packed_losses, m.host_losses, sizeof(packed_losses));
+        assert_int_equal(llm_model_backward_ex(&m, w, NULL), 0);
+        size_t P = m.layout.total;
+        float *gp = malloc(P * sizeof(float));
+        assert_non_null(gp);
+        memcpy(gp, m.grads, P * sizeof(float));
+        assert_int_equal(llm_model_zero_grad(&m), 0);
+        for (int e = 0, t0 = 0; e < NEX; e++) {
+            if (e && ex_row[e] != ex_row[e - 1])
+                t0 = 0;
+            int at = ex_row[e] * T + t0, n = ex_len[e];
+            assert_int_equal(llm_model_forward(&m, tok + at, tgt + at, 1, n, 1, &loss), 0);
+            for (int t = 0; t < n; t++)
+                if (tgt[at + t] >= 0 &&
+                    fabsf(m.host_losses[t] - packed_losses[at + t]) > 1e-5f * (1 + packed_losses[at + t]))
+                    fail_msg("%s: example %d token %d: alone %.7g, packed %.7g", variant_name[v], e, t,
+                             m.host_losses[t], packed_losses[at + t]);
+            assert_int_equal(llm_model_backward_ex(&m, w, NULL), 0); /* += */
+            t0 += n;
+        }
+        for (size_t i = 0; i < P; i++)
+            if (fabsf(gp[i] - m.grads[i]) > 1e-4f * fabsf(m.grads[i]) + 1e-5f)
+                fail_msg("%s: grad[%zu] packed %g, examples alone %g", variant_name[v], i, gp[i],
+                         m.grads[i]);
+        free(gp);
+        llm_model_release(&m);
+        llm_backend_release(&be);
+    }
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -838,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_reference_forward),
         cmocka_unit_test(test_moe_ties_and_aux),
         cmocka_unit_test(test_threads_determinism),
+        cmocka_unit_test(test_packed),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);

@@ -35,6 +35,7 @@
 struct shape {
     int B, T, NH, NKV, HS, window;
     double scale;
+    const int32_t *pos; /* (B, T) packed positions, or NULL */
 };
 
 static size_t n_q(const struct shape *s) { return (size_t)s->B * s->T * s->NH * s->HS; }
@@ -43,7 +44,7 @@ static size_t n_lse(const struct shape *s) { return (size_t)s->B * s->NH * s->T;
 
 static struct shape test_shape(int NKV, int window)
 {
-    struct shape s = {2, 13, 6, NKV, 8, window, 1.0 / sqrt(8.0)};
+    struct shape s = {2, 13, 6, NKV, 8, window, 1.0 / sqrt(8.0), NULL};
     return s;
 }
 
@@ -96,9 +97,12 @@ static void open_backend(struct llm_backend *be, int threads, int ref)
 
 /* ---- double-precision references ---- */
 
-static int visible(int u, int t, int window)
+/* Key u is visible to query t of row b: causal, within the window, and in
+ * the same example when packed (u >= the example's start t - pos[b,t]). */
+static int visible(const struct shape *s, int b, int u, int t)
 {
-    return u <= t && (window <= 0 || u > t - window);
+    int start = s->pos ? t - s->pos[(size_t)b * s->T + t] : 0;
+    return u <= t && u >= start && (s->window <= 0 || u > t - s->window);
 }
 
 /* Softmax attention of batch b, query heads h0..h1-1: the full T x T masked
@@ -113,7 +117,7 @@ static void ref_attention(double *out, double *lse, const double *q, const doubl
         for (int t = 0; t < T; t++)
             for (int u = 0; u < T; u++) {
                 double x = -INFINITY;
-                if (visible(u, t, s->window)) {
+                if (visible(s, b, u, t)) {
                     x = 0;
                     for (int i = 0; i < HS; i++)
                         x += q[(((size_t)b * T + t) * s->NH + h) * HS + i] *
@@ -255,13 +259,14 @@ static struct result run_backend(const struct inputs *in, enum kind kind, int th
     for (size_t i = 0; i < n_kv(s); i++)
         r.dk[i] = r.dv[i] = 1e30f;
     if (kind == SOFTMAX) {
-        assert_int_equal(be.ops->attention_forward(be.ctx, r.out, r.lse, in->q, in->k, in->v, s->B,
-                                                   s->T, s->NH, s->NKV, s->HS, s->window,
-                                                   (float)s->scale),
+        assert_int_equal(be.ops->attention_forward(be.ctx, r.out, r.lse, in->q, in->k, in->v,
+                                                   s->pos, s->B, s->T, s->NH, s->NKV, s->HS,
+                                                   s->window, (float)s->scale),
                          0);
         assert_int_equal(be.ops->attention_backward(be.ctx, r.dq, r.dk, r.dv, in->dout, in->q,
-                                                    in->k, in->v, r.out, r.lse, s->B, s->T, s->NH,
-                                                    s->NKV, s->HS, s->window, (float)s->scale),
+                                                    in->k, in->v, r.out, r.lse, s->pos, s->B, s->T,
+                                                    s->NH, s->NKV, s->HS, s->window,
+                                                    (float)s->scale),
                          0);
     } else {
         assert_int_equal(be.ops->linear_attention_forward(be.ctx, r.out, in->q, in->k, in->v, s->B,
@@ -348,7 +353,7 @@ static void test_attention_reference_and_gradients(void **state)
 static void test_attention_tiles(void **state)
 {
     (void)state;
-    struct shape s = {1, 50, 2, 1, 5, 0, 0.3};
+    struct shape s = {1, 50, 2, 1, 5, 0, 0.3, NULL};
     check_case(SOFTMAX, s, 7);
     s.window = 19;
     check_case(SOFTMAX, s, 8);
@@ -365,7 +370,7 @@ static void test_attention_long_rows(void **state)
     (void)state;
     static const int windows[] = {0, 200};
     for (int w = 0; w < 2; w++) {
-        struct shape s = {1, 600, 4, 2, 16, windows[w], 0.25};
+        struct shape s = {1, 600, 4, 2, 16, windows[w], 0.25, NULL};
         struct inputs in = make_inputs(s, 40 + (uint64_t)w);
         struct result ref = run_backend(&in, SOFTMAX, 1, 1);
         struct result r1 = run_backend(&in, SOFTMAX, 1, 0), r2 = run_backend(&in, SOFTMAX, 2, 0);
@@ -383,6 +388,100 @@ static void test_attention_long_rows(void **state)
         free_result(&ref), free_result(&r1), free_result(&r2);
         free_inputs(&in);
     }
+}
+
+/* ---- packed sequences ---- */
+
+/* Two rows of 13 tokens: row 0 packs examples of 5, 1 and 7 tokens, row 1 of
+ * 8 and 5 (pos restarts at 0 where an example starts). */
+static const int32_t packed13[2 * 13] = {0, 1, 2, 3, 4, 0, 0, 1, 2, 3, 4, 5, 6,
+                                         0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4};
+
+/* Packed rows against the double reference, whose mask keeps each query in
+ * its example, and finite differences of it; both paths, 2 threads = 1. */
+static void test_attention_packed(void **state)
+{
+    (void)state;
+    static const int nkv[] = {6, 2}, windows[] = {0, 3};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            struct shape s = test_shape(nkv[i], windows[j]);
+            s.pos = packed13;
+            check_case(SOFTMAX, s, 300 + 10 * (uint64_t)i + (uint64_t)j);
+        }
+}
+
+/* Rows n0 .. n0+n-1 of row b of x (B, T, H, HS) into y (1, n, H, HS). */
+static float *slice_rows(const float *x, const struct shape *s, int H, int b, int n0, int n)
+{
+    size_t row = (size_t)H * s->HS;
+    return fdup(x + ((size_t)b * s->T + n0) * row, (size_t)n * row);
+}
+
+static void assert_rows_close(const char *what, const float *packed, const float *alone,
+                              const struct shape *s, int H, int b, int n0, int n)
+{
+    size_t row = (size_t)H * s->HS;
+    double *want = to_double(alone, (size_t)n * row);
+    assert_close(what, packed + ((size_t)b * s->T + n0) * row, want, (size_t)n * row, 1e-5, 1e-4);
+    free(want);
+}
+
+/* Long packed rows on the default path (several 64 x 256 tiles; examples
+ * that start and end inside tiles): every example's outputs and gradients
+ * equal those of running it alone, as one sequence; the packed default path
+ * also matches the packed reference path, and 2 threads match 1 bit for bit. */
+static void test_attention_packed_alone(void **state)
+{
+    (void)state;
+    enum { T = 600, NSEG = 6 };
+    static const int seg_b[NSEG] = {0, 0, 0, 0, 1, 1};
+    static const int seg_len[NSEG] = {150, 300, 100, 50, 37, 563};
+    static const int windows[] = {0, 70};
+    int32_t *pos = malloc(2 * T * sizeof(int32_t));
+    assert_non_null(pos);
+    for (int i = 0, n0 = 0; i < NSEG; i++) {
+        if (i > 0 && seg_b[i] != seg_b[i - 1])
+            n0 = 0;
+        for (int t = 0; t < seg_len[i]; t++)
+            pos[seg_b[i] * T + n0 + t] = t;
+        n0 += seg_len[i];
+    }
+    for (int w = 0; w < 2; w++) {
+        struct shape s = {2, T, 4, 2, 16, windows[w], 0.25, pos};
+        struct inputs in = make_inputs(s, 60 + (uint64_t)w);
+        struct result r1 = run_backend(&in, SOFTMAX, 1, 0), r2 = run_backend(&in, SOFTMAX, 2, 0);
+        struct result ref = run_backend(&in, SOFTMAX, 1, 1);
+        assert_results_identical(&r1, &r2, &s, SOFTMAX);
+        double *d = to_double(ref.dk, n_kv(&s));
+        assert_close("packed dk vs reference path", r1.dk, d, n_kv(&s), 1e-5, 1e-4);
+        free(d);
+        for (int i = 0, n0 = 0; i < NSEG; i++) {
+            int b = seg_b[i], n = seg_len[i];
+            if (i > 0 && b != seg_b[i - 1])
+                n0 = 0;
+            struct shape a = {1, n, s.NH, s.NKV, s.HS, s.window, s.scale, NULL};
+            struct inputs one = {a, slice_rows(in.q, &s, s.NH, b, n0, n),
+                                 slice_rows(in.k, &s, s.NKV, b, n0, n),
+                                 slice_rows(in.v, &s, s.NKV, b, n0, n),
+                                 slice_rows(in.dout, &s, s.NH, b, n0, n)};
+            struct result alone = run_backend(&one, SOFTMAX, 1, 0);
+            assert_rows_close("packed out", r1.out, alone.out, &s, s.NH, b, n0, n);
+            assert_rows_close("packed dq", r1.dq, alone.dq, &s, s.NH, b, n0, n);
+            assert_rows_close("packed dk", r1.dk, alone.dk, &s, s.NKV, b, n0, n);
+            assert_rows_close("packed dv", r1.dv, alone.dv, &s, s.NKV, b, n0, n);
+            for (int h = 0; h < s.NH; h++) /* lse (B, NH, T) */
+                for (int t = 0; t < n; t++)
+                    assert_true(fabsf(r1.lse[((size_t)b * s.NH + h) * T + n0 + t] -
+                                      alone.lse[(size_t)h * n + t]) <= 1e-5f);
+            free_result(&alone);
+            free_inputs(&one);
+            n0 += n;
+        }
+        free_result(&r1), free_result(&r2), free_result(&ref);
+        free_inputs(&in);
+    }
+    free(pos);
 }
 
 /* Scores of several hundred: a softmax without max subtraction overflows. */
@@ -454,8 +553,8 @@ static void forward_only(const struct inputs *in, enum kind kind, int ref, float
     struct llm_backend be;
     open_backend(&be, 2, ref);
     if (kind == SOFTMAX)
-        assert_int_equal(be.ops->attention_forward(be.ctx, out, lse, in->q, in->k, in->v, s->B,
-                                                   s->T, s->NH, s->NKV, s->HS, s->window,
+        assert_int_equal(be.ops->attention_forward(be.ctx, out, lse, in->q, in->k, in->v, s->pos,
+                                                   s->B, s->T, s->NH, s->NKV, s->HS, s->window,
                                                    (float)s->scale),
                          0);
     else
@@ -595,7 +694,7 @@ static void test_rope_reference(void **state)
                         struct llm_backend be;
                         open_backend(&be, threads, ref);
                         float *y = fdup(x, RN);
-                        assert_int_equal(be.ops->rope_forward(be.ctx, y, RB, RT, RH, RHS,
+                        assert_int_equal(be.ops->rope_forward(be.ctx, y, NULL, RB, RT, RH, RHS,
                                                               rots[ri], thetas[ti], pos0s[pi]),
                                          0);
                         llm_backend_release(&be);
@@ -616,6 +715,36 @@ static void test_rope_reference(void **state)
     free(x);
 }
 
+/* Packed positions: each token turns by its own position, bit for bit as
+ * that token alone at pos0 = its position (forward and backward). */
+static void test_rope_packed(void **state)
+{
+    (void)state;
+    float *x = rope_input(36, RN);
+    size_t row = (size_t)RH * RHS;
+    for (int dir = 0; dir < 2; dir++)
+        for (int ref = 0; ref <= 1; ref++) {
+            struct llm_backend be;
+            open_backend(&be, 2, ref);
+            float *y = fdup(x, RN);
+            int rc = dir ? be.ops->rope_backward(be.ctx, y, packed13, RB, RT, RH, RHS, 6, 500.0f, 3)
+                         : be.ops->rope_forward(be.ctx, y, packed13, RB, RT, RH, RHS, 6, 500.0f, 3);
+            assert_int_equal(rc, 0);
+            for (int r = 0; r < RB * RT; r++) {
+                float *one = fdup(x + r * row, row);
+                int p = 3 + packed13[r];
+                rc = dir ? be.ops->rope_backward(be.ctx, one, NULL, 1, 1, RH, RHS, 6, 500.0f, p)
+                         : be.ops->rope_forward(be.ctx, one, NULL, 1, 1, RH, RHS, 6, 500.0f, p);
+                assert_int_equal(rc, 0);
+                assert_memory_equal(one, y + r * row, row * sizeof(float));
+                free(one);
+            }
+            llm_backend_release(&be);
+            free(y);
+        }
+    free(x);
+}
+
 /* Forward then backward (the rotation by -angle) gives the input back. */
 static void test_rope_inverse(void **state)
 {
@@ -625,8 +754,8 @@ static void test_rope_inverse(void **state)
     float *y = fdup(x, RN);
     struct llm_backend be;
     open_backend(&be, 2, 0);
-    assert_int_equal(be.ops->rope_forward(be.ctx, y, RB, RT, RH, RHS, 6, 10000.0f, 123), 0);
-    assert_int_equal(be.ops->rope_backward(be.ctx, y, RB, RT, RH, RHS, 6, 10000.0f, 123), 0);
+    assert_int_equal(be.ops->rope_forward(be.ctx, y, NULL, RB, RT, RH, RHS, 6, 10000.0f, 123), 0);
+    assert_int_equal(be.ops->rope_backward(be.ctx, y, NULL, RB, RT, RH, RHS, 6, 10000.0f, 123), 0);
     llm_backend_release(&be);
     assert_close("rope^-1 rope x", y, want, RN, ROPE_ABS, 0);
     free(x), free(y), free(want);
@@ -644,8 +773,8 @@ static void test_rope_offset(void **state)
         memcpy(xs + (size_t)b * RT * row, xl + ((size_t)b * L + P) * row, RT * row * sizeof(float));
     struct llm_backend be;
     open_backend(&be, 2, 0);
-    assert_int_equal(be.ops->rope_forward(be.ctx, xl, RB, L, RH, RHS, RHS, 10000.0f, 0), 0);
-    assert_int_equal(be.ops->rope_forward(be.ctx, xs, RB, RT, RH, RHS, RHS, 10000.0f, P), 0);
+    assert_int_equal(be.ops->rope_forward(be.ctx, xl, NULL, RB, L, RH, RHS, RHS, 10000.0f, 0), 0);
+    assert_int_equal(be.ops->rope_forward(be.ctx, xs, NULL, RB, RT, RH, RHS, RHS, 10000.0f, P), 0);
     llm_backend_release(&be);
     for (int b = 0; b < RB; b++)
         assert_memory_equal(xs + (size_t)b * RT * row, xl + ((size_t)b * L + P) * row,
@@ -678,7 +807,7 @@ static void test_rope_gradient(void **state)
         struct llm_backend be;
         open_backend(&be, 2, ref);
         float *dx = fdup(R, RN);
-        assert_int_equal(be.ops->rope_backward(be.ctx, dx, RB, RT, RH, RHS, 6, 10000.0f, 5), 0);
+        assert_int_equal(be.ops->rope_backward(be.ctx, dx, NULL, RB, RT, RH, RHS, 6, 10000.0f, 5), 0);
         llm_backend_release(&be);
         assert_close("rope dx", dx, g, RN, ROPE_ABS, 0);
         free(dx);
@@ -696,12 +825,12 @@ static void test_invalid_arguments(void **state)
     float buf[64] = {0}, lse[8] = {0};
     llm_err_clear();
     /* NH not a multiple of NKV */
-    assert_int_equal(be.ops->attention_forward(be.ctx, buf, lse, buf, buf, buf, 1, 1, 3, 2, 4, 0,
-                                               1.0f),
+    assert_int_equal(be.ops->attention_forward(be.ctx, buf, lse, buf, buf, buf, NULL, 1, 1, 3, 2,
+                                               4, 0, 1.0f),
                      LLM_EINVAL);
     assert_true(strlen(llm_errmsg()) > 0);
     assert_int_equal(be.ops->attention_backward(be.ctx, buf, buf, buf, buf, buf, buf, buf, buf,
-                                                lse, 1, 1, 2, 2, 4, -1, 1.0f),
+                                                lse, NULL, 1, 1, 2, 2, 4, -1, 1.0f),
                      LLM_EINVAL);
     assert_int_equal(be.ops->linear_attention_forward(be.ctx, buf, buf, buf, buf, 1, 1, 2, 0, 4),
                      LLM_EINVAL);
@@ -709,16 +838,33 @@ static void test_invalid_arguments(void **state)
                                                        1, 1, 4, 3, 4),
                      LLM_EINVAL);
     /* rot_dims odd, beyond HS, zero */
-    assert_int_equal(be.ops->rope_forward(be.ctx, buf, 1, 2, 2, 8, 5, 10000.0f, 0), LLM_EINVAL);
-    assert_int_equal(be.ops->rope_forward(be.ctx, buf, 1, 2, 2, 8, 10, 10000.0f, 0), LLM_EINVAL);
-    assert_int_equal(be.ops->rope_backward(be.ctx, buf, 1, 2, 2, 8, 0, 10000.0f, 0), LLM_EINVAL);
+    assert_int_equal(be.ops->rope_forward(be.ctx, buf, NULL, 1, 2, 2, 8, 5, 10000.0f, 0), LLM_EINVAL);
+    assert_int_equal(be.ops->rope_forward(be.ctx, buf, NULL, 1, 2, 2, 8, 10, 10000.0f, 0), LLM_EINVAL);
+    assert_int_equal(be.ops->rope_backward(be.ctx, buf, NULL, 1, 2, 2, 8, 0, 10000.0f, 0), LLM_EINVAL);
     llm_err_clear();
-    assert_int_equal(be.ops->rope_forward(be.ctx, buf, 1, 2, 2, 8, 8, -1.0f, 0), LLM_EINVAL);
+    assert_int_equal(be.ops->rope_forward(be.ctx, buf, NULL, 1, 2, 2, 8, 8, -1.0f, 0), LLM_EINVAL);
     assert_true(strstr(llm_errmsg(), "theta") != NULL);
     /* empty batches are fine and touch nothing */
-    assert_int_equal(be.ops->attention_forward(be.ctx, NULL, NULL, NULL, NULL, NULL, 0, 4, 2, 1, 4,
-                                               0, 1.0f),
+    assert_int_equal(be.ops->attention_forward(be.ctx, NULL, NULL, NULL, NULL, NULL, NULL, 0, 4, 2,
+                                               1, 4, 0, 1.0f),
                      0);
+    /* packed positions: a row must start at 0 and then go on by 1 or restart */
+    static const int32_t bad[3][4] = {{1, 2, 3, 4}, {0, 1, 3, 4}, {0, 1, 0, 0}};
+    for (int i = 0; i < 2; i++) {
+        llm_err_clear();
+        assert_int_equal(be.ops->attention_forward(be.ctx, buf, lse, buf, buf, buf, bad[i], 1, 4,
+                                                   1, 1, 4, 0, 1.0f),
+                         LLM_EINVAL);
+        assert_true(strstr(llm_errmsg(), "packed position") != NULL);
+        assert_int_equal(be.ops->attention_backward(be.ctx, buf, buf, buf, buf, buf, buf, buf, buf,
+                                                    lse, bad[i], 1, 4, 1, 1, 4, 0, 1.0f),
+                         LLM_EINVAL);
+    }
+    assert_int_equal(be.ops->attention_forward(be.ctx, buf, lse, buf, buf, buf, bad[2], 1, 4, 1, 1,
+                                               4, 0, 1.0f),
+                     0);
+    static const int32_t neg[2] = {0, -1};
+    assert_int_equal(be.ops->rope_forward(be.ctx, buf, neg, 1, 2, 1, 8, 8, 10000.0f, 0), LLM_EINVAL);
     llm_backend_release(&be);
 }
 
@@ -728,6 +874,9 @@ int main(void)
         cmocka_unit_test(test_attention_reference_and_gradients),
         cmocka_unit_test(test_attention_tiles),
         cmocka_unit_test(test_attention_long_rows),
+        cmocka_unit_test(test_attention_packed),
+        cmocka_unit_test(test_attention_packed_alone),
+        cmocka_unit_test(test_rope_packed),
         cmocka_unit_test(test_attention_large_scores),
         cmocka_unit_test(test_attention_window_edges),
         cmocka_unit_test(test_attention_causality),

@@ -211,17 +211,25 @@ static void test_embedding_bad_token(void **state)
     pool_free();
 }
 
-static void ref_positions(double *x, const double *wpe, int B, int T, int C, int pos0)
+/* The position of token t of row b: pos0 + t, or pos0 + pos[b,t] when packed. */
+static int position(const int32_t *pos, int b, int t, int T, int pos0)
+{
+    return pos0 + (pos ? pos[(size_t)b * T + t] : t);
+}
+
+static void ref_positions(double *x, const double *wpe, const int32_t *pos, int B, int T, int C,
+                          int pos0)
 {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int i = 0; i < C; i++)
-                x[((size_t)b * T + t) * C + i] += wpe[(size_t)(pos0 + t) * C + i];
+                x[((size_t)b * T + t) * C + i] += wpe[(size_t)position(pos, b, t, T, pos0) * C + i];
 }
 
 struct pos_args {
     const double *x, *wpe, *R;
     double *out;
+    const int32_t *pos;
     int B, T, C, pos0;
 };
 
@@ -230,25 +238,37 @@ static double pos_loss(const void *p)
     const struct pos_args *a = p;
     size_t n = (size_t)a->B * a->T * a->C;
     memcpy(a->out, a->x, n * sizeof(double));
-    ref_positions(a->out, a->wpe, a->B, a->T, a->C, a->pos0);
+    ref_positions(a->out, a->wpe, a->pos, a->B, a->T, a->C, a->pos0);
     return dot(a->out, a->R, n);
 }
 
-static void check_positions(int B, int T, int C, int fd)
+/* packed: rows hold examples of 1, 2, .. 7 tokens in turn (positions restart). */
+static void check_positions(int B, int T, int C, int fd, int packed)
 {
     int pos0 = 3, P = pos0 + T + 2;
     size_t n = (size_t)B * T * C, pc = (size_t)P * C;
     float *x = frand(1, n, -1, 1), *wpe = frand(2, pc, -1, 1), *dx = frand(3, n, -1, 1);
     float *dw0 = frand(4, pc, -1, 1);
+    int32_t *pos = NULL;
+    if (packed) {
+        pos = malloc((size_t)B * T * sizeof(int32_t));
+        assert_non_null(pos);
+        for (int b = 0, len = 1; b < B; b++)
+            for (int t = 0, p = 0; t < T; t++, p++) {
+                if (p == len)
+                    p = 0, len = len % 7 + 1;
+                pos[(size_t)b * T + t] = p;
+            }
+    }
     double *want = todbl(x, n), *wpe_d = todbl(wpe, pc), *dw = todbl(dw0, pc);
-    ref_positions(want, wpe_d, B, T, C, pos0);
-    double *dwa = todbl(dw0, pc); /* dwpe[pos0 + t] += sum_b dx[b,t] */
+    ref_positions(want, wpe_d, pos, B, T, C, pos0);
+    double *dwa = todbl(dw0, pc); /* dwpe[position(b,t)] += dx[b,t] */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int i = 0; i < C; i++)
-                dwa[(size_t)(pos0 + t) * C + i] += dx[((size_t)b * T + t) * C + i];
+                dwa[(size_t)position(pos, b, t, T, pos0) * C + i] += dx[((size_t)b * T + t) * C + i];
     if (fd) {
-        struct pos_args a = {todbl(x, n), wpe_d, todbl(dx, n), dnew(n), B, T, C, pos0};
+        struct pos_args a = {todbl(x, n), wpe_d, todbl(dx, n), dnew(n), pos, B, T, C, pos0};
         numgrad(pos_loss, &a, wpe_d, pc, dw);
         check_close_d("positions dwpe (analytic)", dwa, dw, pc);
     } else {
@@ -260,22 +280,26 @@ static void check_positions(int B, int T, int C, int fd)
             struct llm_backend *b = &be[r][t];
             out[t] = fcopy(x, n);
             dwpe[t] = fcopy(dw0, pc);
-            assert_int_equal(b->ops->add_positions(b->ctx, out[t], wpe, B, T, C, pos0), 0);
-            assert_int_equal(b->ops->add_positions_backward(b->ctx, dwpe[t], dx, B, T, C, pos0), 0);
+            assert_int_equal(b->ops->add_positions(b->ctx, out[t], wpe, pos, B, T, C, pos0), 0);
+            assert_int_equal(b->ops->add_positions_backward(b->ctx, dwpe[t], dx, pos, B, T, C, pos0),
+                             0);
             check_close("positions x", out[t], want, n);
             check_close("positions dwpe", dwpe[t], dw, pc);
         }
         check_bits("positions x", out[0], out[1], n);
         check_bits("positions dwpe", dwpe[0], dwpe[1], pc);
     }
+    free(pos);
     pool_free();
 }
 
 static void test_positions(void **state)
 {
     (void)state;
-    check_positions(3, 5, 13, 1);
-    check_positions(5, 401, 67, 0);
+    check_positions(3, 5, 13, 1, 0);
+    check_positions(5, 401, 67, 0, 0);
+    check_positions(3, 11, 13, 1, 1);
+    check_positions(5, 401, 67, 0, 1);
 }
 
 /* ======================================================================== */
@@ -1047,7 +1071,7 @@ static void test_bad_dims(void **state)
         assert_int_equal(b->ops->rmsnorm_forward(c, buf, buf, buf, w, -3, 4, 1e-5f), LLM_EINVAL);
         assert_int_equal(b->ops->cross_entropy(c, buf, NULL, buf, (int32_t *)w, 1, 0, 1.0f),
                          LLM_EINVAL);
-        assert_int_equal(b->ops->add_positions(c, buf, w, 1, 2, 3, -1), LLM_EINVAL);
+        assert_int_equal(b->ops->add_positions(c, buf, w, NULL, 1, 2, 3, -1), LLM_EINVAL);
         /* zero rows: nothing to do, not an error */
         assert_int_equal(b->ops->matmul_forward(c, buf, buf, w, NULL, 0, 4, 4), 0);
         assert_int_equal(b->ops->layernorm_forward(c, buf, buf, buf, buf, w, NULL, 0, 4, 1e-5f), 0);

@@ -33,6 +33,7 @@ enum {
 struct attn_shape {
     int B, T, NH, NKV, HS, window;
     float scale;
+    const int32_t *pos; /* (B, T) packed positions, or NULL */
 };
 
 static inline size_t qrow(const struct attn_shape *d, int b, int t, int h)
@@ -50,15 +51,18 @@ static inline size_t lse_at(const struct attn_shape *d, int b, int h, int t)
     return ((size_t)b * d->NH + h) * d->T + t;
 }
 
-/* First key that query t sees: 0, or t - window + 1 with a sliding window. */
-static inline int key_lo(int t, int window)
+/* First key that query t of row b sees: 0, or t - window + 1 with a sliding
+ * window, and not before its example's start t - pos[b,t] when packed. Both
+ * bounds never decrease with t (cpu_check_packed), so a tile's first row
+ * has the tile's lowest bound. */
+static inline int key_lo(const struct attn_shape *d, int b, int t)
 {
-    return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0;
-}
-
-static inline int key_visible(int s, int t, int window)
-{
-    return s <= t && s >= key_lo(t, window);
+    int lo = d->window > 0 && t - d->window + 1 > 0 ? t - d->window + 1 : 0;
+    if (d->pos) {
+        int start = t - d->pos[(size_t)b * d->T + t];
+        lo = start > lo ? start : lo;
+    }
+    return lo;
 }
 
 static int check_shape(const char *op, int B, int T, int NH, int NKV, int HS)
@@ -105,7 +109,7 @@ static void attn_fwd_ref_head(const struct attn_shape *d, float *out, float *lse
     int g = h / (d->NH / d->NKV), HS = d->HS;
     for (int t = 0; t < d->T; t++) {
         const float *qt = q + qrow(d, b, t, h);
-        int lo = key_lo(t, d->window);
+        int lo = key_lo(d, b, t);
         float m = -INFINITY;
         for (int s = lo; s <= t; s++) {
             const float *ks = k + kvrow(d, b, s, g);
@@ -156,7 +160,7 @@ static void attn_bwd_ref_group(const struct attn_shape *d, float *dq, float *dk,
                 D += dot[i] * ot[i];
             for (int i = 0; i < HS; i++)
                 dqt[i] = 0;
-            for (int s = key_lo(t, d->window); s <= t; s++) {
+            for (int s = key_lo(d, b, t); s <= t; s++) {
                 const float *ks = k + kvrow(d, b, s, g), *vs = v + kvrow(d, b, s, g);
                 float *dks = dk + kvrow(d, b, s, g), *dvs = dv + kvrow(d, b, s, g);
                 float x = 0, dp = 0;
@@ -203,15 +207,17 @@ static void blas_one_thread(void)
         openblas_set_num_threads(1);
 }
 
-/* Row r of a tile (query t = t0 + r) sees the keys [ks + lo, ks + hi) of the
- * block [ks, ke): lo >= hi when none. */
-static inline void row_keys(int t, int W, int ks, int ke, int *lo, int *hi)
+/* Row r of a tile (query t = t0 + r of row b) sees the keys [ks + lo, ks + hi)
+ * of the block [ks, ke), 0 <= lo <= hi <= ke - ks; lo = hi = 0 when none (a
+ * packed row's example may start after the block's end). */
+static inline void row_keys(const struct attn_shape *d, int b, int t, int ks, int ke, int *lo,
+                            int *hi)
 {
-    int a = key_lo(t, W), b = t + 1;
+    int a = key_lo(d, b, t), e = t + 1;
     a = a > ks ? a : ks;
-    b = b < ke ? b : ke;
-    *lo = a - ks;
-    *hi = b > a ? b - ks : a - ks;
+    e = e < ke ? e : ke;
+    *lo = e > a ? a - ks : 0;
+    *hi = e > a ? e - ks : 0;
 }
 
 /* Forward of one tile: queries t0 .. t0+nr-1 of head h. ws: S (QT x KB),
@@ -219,13 +225,13 @@ static inline void row_keys(int t, int W, int ks, int ke, int *lo, int *hi)
 static void attn_fwd_gemm(const struct attn_shape *d, float *out, float *lse, const float *q,
                           const float *k, const float *v, int b, int h, int t0, float *ws)
 {
-    int g = h / (d->NH / d->NKV), HS = d->HS, W = d->window;
+    int g = h / (d->NH / d->NKV), HS = d->HS;
     int ldq = d->NH * HS, ldk = d->NKV * HS;
     int nr = d->T - t0 < QT ? d->T - t0 : QT;
     float *S = ws, *acc = S + (size_t)QT * KB, *m = acc + (size_t)QT * HS, *l = m + QT;
     for (int r = 0; r < nr; r++)
         m[r] = -INFINITY, l[r] = 0.0f;
-    int klo = key_lo(t0, W), khi = t0 + nr; /* keys [klo, khi) */
+    int klo = key_lo(d, b, t0), khi = t0 + nr; /* keys [klo, khi) */
     int first = 1;
     for (int ks = klo; ks < khi; ks += KB) {
         int ke = ks + KB < khi ? ks + KB : khi, nk = ke - ks;
@@ -234,7 +240,7 @@ static void attn_fwd_gemm(const struct attn_shape *d, float *out, float *lse, co
         for (int r = 0; r < nr; r++) {
             float *sr = S + (size_t)r * KB, *ar = acc + (size_t)r * HS;
             int lo, hi;
-            row_keys(t0 + r, W, ks, ke, &lo, &hi);
+            row_keys(d, b, t0 + r, ks, ke, &lo, &hi);
             float mx = -INFINITY;
             for (int j = lo; j < hi; j++)
                 mx = sr[j] > mx ? sr[j] : mx;
@@ -251,7 +257,7 @@ static void attn_fwd_gemm(const struct attn_shape *d, float *out, float *lse, co
                 sr[j] = 0.0f;
             if (hi > lo)
                 l[r] += (float)cpu_exp_row(sr + lo, sr + lo, hi - lo, 1.0f, m[r]);
-            for (int j = hi > lo ? hi : lo; j < nk; j++)
+            for (int j = hi; j < nk; j++)
                 sr[j] = 0.0f;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HS, nk, 1.0f, S, KB,
@@ -274,7 +280,7 @@ static void attn_bwd_gemm(const struct attn_shape *d, float *dq, float *dk, floa
                           const float *dout, const float *q, const float *k, const float *v,
                           const float *out, const float *lse, int b, int g, float *ws)
 {
-    int G = d->NH / d->NKV, HS = d->HS, W = d->window;
+    int G = d->NH / d->NKV, HS = d->HS;
     int ldq = d->NH * HS, ldk = d->NKV * HS;
     float *P = ws, *dS = P + (size_t)QT * KB, *D = dS + (size_t)QT * KB, *lt = D + QT;
     for (int s = 0; s < d->T; s++) {
@@ -290,7 +296,7 @@ static void attn_bwd_gemm(const struct attn_shape *d, float *dq, float *dk, floa
                 D[r] = vdot(dout + qrow(d, b, t0 + r, h), out + qrow(d, b, t0 + r, h), HS);
                 lt[r] = lse[lse_at(d, b, h, t0 + r)];
             }
-            int klo = key_lo(t0, W), khi = t0 + nr, first = 1;
+            int klo = key_lo(d, b, t0), khi = t0 + nr, first = 1;
             for (int ks = klo; ks < khi; ks += KB) {
                 int ke = ks + KB < khi ? ks + KB : khi, nk = ke - ks;
                 const float *kb = k + kvrow(d, b, ks, g), *vb = v + kvrow(d, b, ks, g);
@@ -302,12 +308,12 @@ static void attn_bwd_gemm(const struct attn_shape *d, float *dq, float *dk, floa
                 for (int r = 0; r < nr; r++) {
                     float *pr = P + (size_t)r * KB, *sr = dS + (size_t)r * KB;
                     int lo, hi;
-                    row_keys(t0 + r, W, ks, ke, &lo, &hi);
+                    row_keys(d, b, t0 + r, ks, ke, &lo, &hi);
                     if (hi > lo)
                         cpu_exp_row(pr + lo, pr + lo, hi - lo, 1.0f, lt[r]);
                     for (int j = 0; j < lo; j++)
                         pr[j] = 0.0f;
-                    for (int j = hi > lo ? hi : lo; j < nk; j++)
+                    for (int j = hi; j < nk; j++)
                         pr[j] = 0.0f;
                     /* dS = P (dP - D) scale (0 where P is) */
                     float Dr = D[r], sc = d->scale;
@@ -329,18 +335,18 @@ static void attn_bwd_gemm(const struct attn_shape *d, float *dq, float *dk, floa
 }
 
 int cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, const float *k,
-                          const float *v, int B, int T, int NH, int NKV, int HS, int window,
-                          float scale)
+                          const float *v, const int32_t *pos, int B, int T, int NH, int NKV, int HS,
+                          int window, float scale)
 {
     const struct cpu_ctx *c = ctx;
     int rc = check_shape("attention_forward", B, T, NH, NKV, HS);
-    if (rc)
+    if (rc || (pos && (rc = cpu_check_packed("attention_forward", pos, B, T))))
         return rc;
     if (window < 0)
         return llm_err(LLM_EINVAL, "attention_forward: window %d < 0", window);
     if (B == 0 || T == 0)
         return 0;
-    struct attn_shape d = {B, T, NH, NKV, HS, window, scale};
+    struct attn_shape d = {B, T, NH, NKV, HS, window, scale, pos};
     int nt = c->threads;
     if (c->ref) {
         float *sc = scratch(nt, (size_t)T, "attention scores");
@@ -374,18 +380,18 @@ int cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, con
 
 int cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
                            const float *q, const float *k, const float *v, const float *out,
-                           const float *lse, int B, int T, int NH, int NKV, int HS, int window,
-                           float scale)
+                           const float *lse, const int32_t *pos, int B, int T, int NH, int NKV,
+                           int HS, int window, float scale)
 {
     const struct cpu_ctx *c = ctx;
     int rc = check_shape("attention_backward", B, T, NH, NKV, HS);
-    if (rc)
+    if (rc || (pos && (rc = cpu_check_packed("attention_backward", pos, B, T))))
         return rc;
     if (window < 0)
         return llm_err(LLM_EINVAL, "attention_backward: window %d < 0", window);
     if (B == 0 || T == 0)
         return 0;
-    struct attn_shape d = {B, T, NH, NKV, HS, window, scale};
+    struct attn_shape d = {B, T, NH, NKV, HS, window, scale, pos};
     int nt = c->threads;
     if (c->ref) {
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
@@ -662,7 +668,7 @@ int cpu_linear_attention_forward(void *ctx, float *out, const float *q, const fl
         return rc;
     if (B == 0 || T == 0)
         return 0;
-    struct attn_shape d = {B, T, NH, NKV, HS, 0, 1.0f};
+    struct attn_shape d = {B, T, NH, NKV, HS, 0, 1.0f, NULL};
     int nt = c->threads;
     size_t n = lin_ws_floats(HS, 0, 0);
     float *ws = scratch(nt, n, "linear attention state");
@@ -693,7 +699,7 @@ int cpu_linear_attention_backward(void *ctx, float *dq, float *dk, float *dv, co
         return rc;
     if (B == 0 || T == 0)
         return 0;
-    struct attn_shape d = {B, T, NH, NKV, HS, 0, 1.0f};
+    struct attn_shape d = {B, T, NH, NKV, HS, 0, 1.0f, NULL};
     int nt = c->threads;
     size_t n = lin_ws_floats(HS, c->ref ? 1 : NH / NKV, T);
     float *ws = scratch(nt, n, "linear attention gradient state");
@@ -713,16 +719,17 @@ int cpu_linear_attention_backward(void *ctx, float *dq, float *dk, float *dv, co
 
 /* ------------------------------------------------------------------------ */
 /* Rotary embedding, HF rotate_half layout. With n = rot_dims / 2, channel
- * pairs (x_i, x_{i+n}) for i < n turn by a = (pos0 + t) * theta^(-2i/rot_dims):
+ * pairs (x_i, x_{i+n}) for i < n turn by a = p * theta^(-2i/rot_dims) at the
+ * token's position p (pos0 + t, or pos0 + pos[b,t] when packed):
  *   x_i' = x_i cos a - x_{i+n} sin a;  x_{i+n}' = x_{i+n} cos a + x_i sin a.
  * Channels >= rot_dims pass through. The rotation is orthogonal, so the
  * backward (its transpose) is the rotation by -a. Angles, cosines and sines
- * are computed in double and rounded once to float. */
+ * are computed in double and rounded once to float, into a table of the
+ * positions pos0 .. pos0 + P - 1 the call uses (P = T, or 1 + the largest
+ * packed position), 2 P n floats; then each token's heads turn by its row. */
 
-enum { ROPE_CHUNK = 64 }; /* frequencies per pass: a stack table of cos/sin */
-
-static int rope(const struct cpu_ctx *c, float *x, int B, int T, int H, int HS, int rot_dims,
-                float theta, int pos0, double sign, const char *op)
+static int rope(const struct cpu_ctx *c, float *x, const int32_t *pos, int B, int T, int H,
+                int HS, int rot_dims, float theta, int pos0, double sign, const char *op)
 {
     if (B < 0 || T < 0 || H <= 0 || HS <= 0)
         return llm_err(LLM_EINVAL, "%s: bad shape B=%d T=%d H=%d HS=%d", op, B, T, H, HS);
@@ -733,48 +740,63 @@ static int rope(const struct cpu_ctx *c, float *x, int B, int T, int H, int HS, 
         return llm_err(LLM_EINVAL, "%s: theta %g must be positive", op, (double)theta);
     if (pos0 < 0)
         return llm_err(LLM_EINVAL, "%s: pos0 %d < 0", op, pos0);
-    int n = rot_dims / 2;
-    /* the frequencies theta^(-2i/rot_dims), once per call (not per position) */
+    int n = rot_dims / 2, P = T;
+    if (pos) {
+        P = 0;
+        for (size_t r = 0; r < (size_t)B * T; r++) {
+            if (pos[r] < 0 || pos[r] > INT32_MAX - 1 - pos0)
+                return llm_err(LLM_EINVAL, "%s: position %d out of range at row %zu", op,
+                               (int)pos[r], r);
+            P = pos[r] + 1 > P ? pos[r] + 1 : P;
+        }
+    }
+    if (B == 0 || T == 0)
+        return 0;
+    /* the frequencies theta^(-2i/rot_dims), then the table (P, n) of cos and sin */
     double *freq = llm_malloc((size_t)n * sizeof(double), "rope frequencies");
-    if (!freq)
+    float *cs = freq ? llm_malloc((size_t)P * n * 2 * sizeof(float), "rope table") : NULL;
+    if (!cs) {
+        free(freq);
         return LLM_ENOMEM;
+    }
+    float *sn = cs + (size_t)P * n;
     for (int i = 0; i < n; i++)
         freq[i] = pow((double)theta, -2.0 * i / rot_dims);
 #pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int t = 0; t < T; t++) {
-        double pos = (double)pos0 + t;
-        for (int i0 = 0; i0 < n; i0 += ROPE_CHUNK) {
-            int i1 = i0 + ROPE_CHUNK < n ? i0 + ROPE_CHUNK : n;
-            float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
-            for (int i = i0; i < i1; i++) {
-                double a = pos * freq[i], sa, ca;
-                sincos(a, &sa, &ca);
-                cs[i - i0] = (float)ca;
-                sn[i - i0] = (float)(sign * sa);
+    for (int p = 0; p < P; p++)
+        for (int i = 0; i < n; i++) {
+            double a = ((double)pos0 + p) * freq[i], sa, ca;
+            sincos(a, &sa, &ca);
+            cs[(size_t)p * n + i] = (float)ca;
+            sn[(size_t)p * n + i] = (float)(sign * sa);
+        }
+    long rows = (long)B * T;
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+    for (long r = 0; r < rows; r++) {
+        int p = pos ? pos[r] : (int)(r % T);
+        const float *cr = cs + (size_t)p * n, *sr = sn + (size_t)p * n;
+        for (int h = 0; h < H; h++) {
+            float *xr = x + ((size_t)r * H + h) * HS;
+            for (int i = 0; i < n; i++) {
+                float x0 = xr[i], x1 = xr[i + n];
+                xr[i] = x0 * cr[i] - x1 * sr[i];
+                xr[i + n] = x1 * cr[i] + x0 * sr[i];
             }
-            for (int b = 0; b < B; b++)
-                for (int h = 0; h < H; h++) {
-                    float *xr = x + (((size_t)b * T + t) * H + h) * HS;
-                    for (int i = i0; i < i1; i++) {
-                        float x0 = xr[i], x1 = xr[i + n];
-                        xr[i] = x0 * cs[i - i0] - x1 * sn[i - i0];
-                        xr[i + n] = x1 * cs[i - i0] + x0 * sn[i - i0];
-                    }
-                }
         }
     }
+    free(cs);
     free(freq);
     return 0;
 }
 
-int cpu_rope_forward(void *ctx, float *x, int B, int T, int H, int HS, int rot_dims, float theta,
-                     int pos0)
+int cpu_rope_forward(void *ctx, float *x, const int32_t *pos, int B, int T, int H, int HS,
+                     int rot_dims, float theta, int pos0)
 {
-    return rope(ctx, x, B, T, H, HS, rot_dims, theta, pos0, 1.0, "rope_forward");
+    return rope(ctx, x, pos, B, T, H, HS, rot_dims, theta, pos0, 1.0, "rope_forward");
 }
 
-int cpu_rope_backward(void *ctx, float *dx, int B, int T, int H, int HS, int rot_dims, float theta,
-                      int pos0)
+int cpu_rope_backward(void *ctx, float *dx, const int32_t *pos, int B, int T, int H, int HS,
+                      int rot_dims, float theta, int pos0)
 {
-    return rope(ctx, dx, B, T, H, HS, rot_dims, theta, pos0, -1.0, "rope_backward");
+    return rope(ctx, dx, pos, B, T, H, HS, rot_dims, theta, pos0, -1.0, "rope_backward");
 }

@@ -52,9 +52,13 @@ int cpu_embedding_forward(void *ctx, float *out, const int32_t *tokens, const fl
                           int C, int V);
 int cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int32_t *tokens, int N,
                            int C);
-int cpu_add_positions(void *ctx, float *x, const float *wpe, int B, int T, int C, int pos0);
-int cpu_add_positions_backward(void *ctx, float *dwpe, const float *dx, int B, int T, int C,
-                               int pos0);
+int cpu_add_positions(void *ctx, float *x, const float *wpe, const int32_t *pos, int B, int T,
+                      int C, int pos0);
+int cpu_add_positions_backward(void *ctx, float *dwpe, const float *dx, const int32_t *pos, int B,
+                               int T, int C, int pos0);
+/* Packed positions (backend.h, attention): 0 where an example starts, else
+ * the previous position + 1, in every row; 0 or LLM_EINVAL naming op. */
+int cpu_check_packed(const char *op, const int32_t *pos, int B, int T);
 int cpu_layernorm_forward(void *ctx, float *out, float *mean, float *rstd, const float *x,
                           const float *w, const float *b, int N, int C, float eps);
 int cpu_layernorm_backward(void *ctx, float *dx, float *dw, float *db, const float *dout,
@@ -88,21 +92,21 @@ int cpu_adamw(void *ctx, float *p, const float *g, float *m, float *v, size_t n,
 
 /* cpu_attention.c: softmax attention, linear attention, rotary embeddings */
 int cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, const float *k,
-                          const float *v, int B, int T, int NH, int NKV, int HS, int window,
-                          float scale);
+                          const float *v, const int32_t *pos, int B, int T, int NH, int NKV, int HS,
+                          int window, float scale);
 int cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
                            const float *q, const float *k, const float *v, const float *out,
-                           const float *lse, int B, int T, int NH, int NKV, int HS, int window,
-                           float scale);
+                           const float *lse, const int32_t *pos, int B, int T, int NH, int NKV,
+                           int HS, int window, float scale);
 int cpu_linear_attention_forward(void *ctx, float *out, const float *q, const float *k,
                                  const float *v, int B, int T, int NH, int NKV, int HS);
 int cpu_linear_attention_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout,
                                   const float *q, const float *k, const float *v, int B, int T,
                                   int NH, int NKV, int HS);
-int cpu_rope_forward(void *ctx, float *x, int B, int T, int H, int HS, int rot_dims, float theta,
-                     int pos0);
-int cpu_rope_backward(void *ctx, float *dx, int B, int T, int H, int HS, int rot_dims, float theta,
-                      int pos0);
+int cpu_rope_forward(void *ctx, float *x, const int32_t *pos, int B, int T, int H, int HS,
+                     int rot_dims, float theta, int pos0);
+int cpu_rope_backward(void *ctx, float *dx, const int32_t *pos, int B, int T, int H, int HS,
+                      int rot_dims, float theta, int pos0);
 
 /* cpu_ops.c: row-major C (M, Nc) = A' (M, K) @ B' (K, Nc) + beta C on a fixed
  * grid of output tiles, each an OpenBLAS single-thread sgemm (bit-identical for

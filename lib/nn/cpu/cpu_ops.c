@@ -33,6 +33,7 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -424,44 +425,82 @@ int cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int3
     return 0;
 }
 
-int cpu_add_positions(void *ctx, float *x, const float *wpe, int B, int T, int C, int pos0)
+int cpu_check_packed(const char *op, const int32_t *pos, int B, int T)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int32_t p = pos[(size_t)b * T + t];
+            if (p != 0 && (t == 0 || p != pos[(size_t)b * T + t - 1] + 1))
+                return llm_err(LLM_EINVAL,
+                               "%s: packed position %d at row %d, token %d is neither 0 (an example's "
+                               "start) nor the previous position + 1",
+                               op, (int)p, b, t);
+        }
+    return 0;
+}
+
+/* Positions p(b,t) of add_positions: pos0 + t, or pos0 + pos[b,t] (>= 0). */
+static int check_positions(const char *op, const int32_t *pos, int B, int T, int pos0)
+{
+    if (B < 0 || T < 0 || pos0 < 0)
+        return llm_err(LLM_EINVAL, "%s: B %d, T %d and pos0 %d must be >= 0", op, B, T, pos0);
+    for (size_t r = 0; pos && r < (size_t)B * T; r++)
+        if (pos[r] < 0)
+            return llm_err(LLM_EINVAL, "%s: position %d < 0 at row %zu", op, (int)pos[r], r);
+    return 0;
+}
+
+int cpu_add_positions(void *ctx, float *x, const float *wpe, const int32_t *pos, int B, int T,
+                      int C, int pos0)
 {
     struct cpu_ctx *c = cpu(ctx);
     int rc = cpu_check_dims("add_positions", (long)B * T, C);
-    if (rc)
+    if (rc || (rc = check_positions("add_positions", pos, B, T, pos0)))
         return rc;
-    if (B < 0 || T < 0 || pos0 < 0)
-        return llm_err(LLM_EINVAL, "add_positions: B %d, T %d and pos0 %d must be >= 0", B, T,
-                       pos0);
-    /* x[b,t,:] += wpe[pos0 + t,:]  (B, T, C) */
+    /* x[b,t,:] += wpe[p(b,t),:]  (B, T, C) */
     int rows = B * T;
 #pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)rows * C)) schedule(static)
     for (int r = 0; r < rows; r++) {
         float *xr = x + (size_t)r * C;
-        const float *pr = wpe + (size_t)(pos0 + r % T) * C;
+        const float *pr = wpe + (size_t)(pos0 + (pos ? pos[r] : r % T)) * C;
         for (int i = 0; i < C; i++)
             xr[i] += pr[i];
     }
     return 0;
 }
 
-int cpu_add_positions_backward(void *ctx, float *dwpe, const float *dx, int B, int T, int C,
-                               int pos0)
+int cpu_add_positions_backward(void *ctx, float *dwpe, const float *dx, const int32_t *pos, int B,
+                               int T, int C, int pos0)
 {
     struct cpu_ctx *c = cpu(ctx);
     int rc = cpu_check_dims("add_positions backward", (long)B * T, C);
-    if (rc)
+    if (rc || (rc = check_positions("add_positions backward", pos, B, T, pos0)))
         return rc;
-    if (B < 0 || T < 0 || pos0 < 0)
-        return llm_err(LLM_EINVAL, "add_positions backward: B %d, T %d and pos0 %d must be >= 0",
-                       B, T, pos0);
-    /* dwpe[pos0 + t,:] += sum_b dx[b,t,:]: one thread per t, b in order. */
-#pragma omp parallel for num_threads(c->ref ? 1 : cpu_nthreads(c, (size_t)B * T * C)) schedule(static)
-    for (int t = 0; t < T; t++) {
-        float *dp = dwpe + (size_t)(pos0 + t) * C;
-        for (int b = 0; b < B; b++) {
-            const float *dr = dx + ((size_t)b * T + t) * C;
-            for (int i = 0; i < C; i++)
+    int nt = c->ref ? 1 : cpu_nthreads(c, (size_t)B * T * C);
+    if (!pos) {
+        /* dwpe[pos0 + t,:] += sum_b dx[b,t,:]: one thread per t, b in order. */
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int t = 0; t < T; t++) {
+            float *dp = dwpe + (size_t)(pos0 + t) * C;
+            for (int b = 0; b < B; b++) {
+                const float *dr = dx + ((size_t)b * T + t) * C;
+                for (int i = 0; i < C; i++)
+                    dp[i] += dr[i];
+            }
+        }
+        return 0;
+    }
+    /* Packed: rows of different t share a position, so threads split the
+     * columns instead, and each adds every row in order (the same sums for
+     * any thread count). */
+#pragma omp parallel num_threads(nt)
+    {
+        int n = omp_get_num_threads(), id = omp_get_thread_num();
+        int i0 = (int)((long)C * id / n), i1 = (int)((long)C * (id + 1) / n);
+        for (size_t r = 0; r < (size_t)B * T; r++) {
+            float *dp = dwpe + (size_t)(pos0 + pos[r]) * C;
+            const float *dr = dx + r * C;
+            for (int i = i0; i < i1; i++)
                 dp[i] += dr[i];
         }
     }
