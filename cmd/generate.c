@@ -133,6 +133,7 @@ int cmd_generate(int argc, char **argv)
     struct llm_strlist stops = {0};
     double temperature = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0;
     long top_k = 0, max_tokens = 256, seed = 1, batch = 1, threads = 0, draft_tokens = 4, group = 32;
+    long draft_threads = 0;
     int json = 0, no_eot = 0, no_special = 0;
     const struct llm_opt opts[] = {
         {"model", 'm', LLM_OPT_STR, &model, "CKPT", "model checkpoint (required)"},
@@ -152,6 +153,8 @@ int cmd_generate(int argc, char **argv)
         {"batch", 'b', LLM_OPT_INT, &batch, "N", "prompts decoded at once (default 1)"},
         {"draft", 0, LLM_OPT_STR, &draft, "CKPT", "speculative decoding with this smaller model (same vocabulary)"},
         {"draft-tokens", 0, LLM_OPT_INT, &draft_tokens, "K", "tokens the draft proposes per round (1..15, default 4)"},
+        {"draft-threads", 0, LLM_OPT_INT, &draft_threads, "N", "the draft's CPU threads (default: --threads; a small "
+                                                               "draft's step is mostly fork/join, 1 can be faster)"},
         {"truncate", 0, LLM_OPT_STR, &truncate, "error|left", "a prompt longer than the context: fail "
                                                               "(default) or keep its end"},
         {"quantize", 0, LLM_OPT_STR, &quantize, "int8", "decode with int8 weights (per-group scales; docs/quant.md)"},
@@ -193,6 +196,8 @@ int cmd_generate(int argc, char **argv)
         rc = llm_err(LLM_EUSAGE, "--quantize: expected int8, got '%s'", quantize);
     else if (group != 32 && group != 64)
         rc = llm_err(LLM_EUSAGE, "--group: expected 32 or 64, got %ld", group);
+    else if (draft_threads < 0 || draft_threads > 1024)
+        rc = llm_err(LLM_EUSAGE, "--draft-threads: expected 0..1024, got %ld", draft_threads);
     else if (draft_tokens < 1 || draft_tokens > 15)
         rc = llm_err(LLM_EUSAGE, "--draft-tokens: expected 1..15, got %ld", draft_tokens);
     else if (threads < 0)
@@ -233,8 +238,8 @@ int cmd_generate(int argc, char **argv)
     if (!rc && prompts_path)
         rc = read_jsonl(prompts_path, &ps);
 
-    struct llm_backend be;
-    int have_be = 0, have_d = 0;
+    struct llm_backend be, dbe;
+    int have_be = 0, have_d = 0, have_dbe = 0;
     struct llm_loaded lm = {0};
     struct llm_model dm;
     if (!rc && !(rc = llm_backend_cpu_init(&be, (int)threads, 0)))
@@ -245,7 +250,9 @@ int cmd_generate(int argc, char **argv)
     const struct llm_tokenizer *tok = lm.tok;
     if (!rc)
         go.q8 = llm_loaded_q8(&lm);
-    if (!rc && draft && !(rc = llm_model_load(&dm, draft, &be, NULL))) {
+    if (!rc && draft && draft_threads > 0 && !(rc = llm_backend_cpu_init(&dbe, (int)draft_threads, 0)))
+        have_dbe = 1;
+    if (!rc && draft && !(rc = llm_model_load(&dm, draft, have_dbe ? &dbe : &be, NULL))) {
         have_d = 1;
         go.draft = &dm;
         if (dm.cfg.vocab_size != mp->cfg.vocab_size)
@@ -294,6 +301,8 @@ int cmd_generate(int argc, char **argv)
     llm_loaded_release(&lm);
     if (have_d)
         llm_model_release(&dm);
+    if (have_dbe)
+        llm_backend_release(&dbe);
     if (have_be)
         llm_backend_release(&be);
     prompts_release(&ps);

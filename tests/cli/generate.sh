@@ -131,6 +131,10 @@ if cmp -s "$T/sd1" "$T/sd2"; then ok "--draft, sampling: same seed, same text"; 
     --set schedule.warmup=0 --set train.checkpoint_every=0 --set train.out_dir="$T/v301" 2>/dev/null
 fails "--draft with another vocabulary" 1 "vocab" "$LLM" generate -m "$M" -p hi --draft "$T/v301/final.llm"
 fails "--draft-tokens 16" 2 "draft-tokens" "$LLM" generate -m "$M" -p hi --draft "$D" --draft-tokens 16
+"$LLM" generate -m "$M" -p "the quick" -t 0 -n 30 --draft "$D" --draft-threads 1 >"$T/spec_t1"
+if cmp -s "$T/spec_t1" "$T/plain"; then ok "--draft-threads 1, greedy: the same text"
+else nok "--draft-threads 1, greedy: the same text" "$(cat "$T/spec_t1")"; fi
+fails "--draft-threads -1" 2 "draft-threads" "$LLM" generate -m "$M" -p hi --draft "$D" --draft-threads -1
 
 # ---- the context: a prompt too long ----
 i=0
