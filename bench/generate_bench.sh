@@ -14,18 +14,37 @@
 # matrix (4 bytes each in fp32, 1 + 4/32 in int8) + one embedding row + the
 # KV cache at the mean position, over the read bandwidth of a 1 GiB buffer
 # with all threads (bench/decode_bench --bandwidth).
+#
+# LLAMA2C=DIR (a llama2.c checkout holding run.c) adds llama2.c side by side:
+# DIR/run.c built with cc -Ofast -march=native -fopenmp, each shape written in
+# run.c's format by bench/l2c_export (random weights, untied classifier whose
+# BOS row is zero so greedy decoding never stops early), then per shape 3
+# rounds alternating `llm generate` fp32 batch 1 and `run MODEL -t 0 -n TOKENS`
+# (OMP_NUM_THREADS=THREADS), best of each reported with their ratio; the read
+# bandwidth is measured again before each round and the roofline of these
+# rows uses the best reading so far (this VM's bandwidth swings by 2x between
+# minutes: the best reading is the least flattering bound). Both time
+# TOKENS - 1 one-position forward passes with the classifier: ours the decode
+# steps after the prompt's prefill, run.c every position after its first (it
+# counts its prompt positions too, each a full forward).
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/data/generate}
 BUILD=build/bench-generate
 TOKENS=${TOKENS:-200}
 THREADS=${THREADS:-$(nproc)}
+LLAMA2C=${LLAMA2C:-}
 mkdir -p "$OUT"
+if [ -n "$LLAMA2C" ] && [ ! -f "$LLAMA2C/run.c" ]; then
+    echo "generate_bench.sh: error: LLAMA2C=$LLAMA2C holds no run.c" >&2; exit 1
+fi
 echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -n 1)), $(uname -sr)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo ?)  load (start): $(cut -d' ' -f1-3 /proc/loadavg)"
 tries=0
-until make CUDA=0 BUILD="$BUILD" "$BUILD/llm" "$BUILD/bench/decode_bench" >"$OUT/make.log" 2>&1; do
+l2c_export=""; [ -n "$LLAMA2C" ] && l2c_export="$BUILD/bench/l2c_export"
+# shellcheck disable=SC2086
+until make CUDA=0 BUILD="$BUILD" "$BUILD/llm" "$BUILD/bench/decode_bench" $l2c_export >"$OUT/make.log" 2>&1; do
     tries=$((tries + 1)); [ "$tries" -lt 5 ] || { cat "$OUT/make.log" >&2; exit 1; }
     sleep 30
 done
@@ -48,25 +67,40 @@ model() { # name dim hidden layers ctx
 model 15M 288 768 6 256
 model 110M 768 2048 12 1024
 
-BW=$("$BUILD/bench/decode_bench" --bandwidth --threads "$THREADS" | sed -n 's/.*gbs=\([0-9.]*\).*/\1/p')
+if [ -n "$LLAMA2C" ]; then
+    cc -Ofast -march=native -fopenmp "$LLAMA2C/run.c" -lm -o "$OUT/l2c_run" 2>"$OUT/l2c_cc.log" ||
+        { cat "$OUT/l2c_cc.log" >&2; exit 1; }
+    echo "llama2.c: $LLAMA2C/run.c (sha256 $(sha256sum "$LLAMA2C/run.c" | cut -c1-12)), $(cc --version | head -n 1), -Ofast -march=native -fopenmp"
+    l2c_model() { # name dim hidden layers ctx: run.c's checkpoint (and the tokenizer) from bench/l2c_export
+        [ -s "$OUT/$1/l2c.bin" ] && [ -s "$OUT/l2c_tok.bin" ] && return 0
+        "$BUILD/bench/l2c_export" --dim "$2" --hidden "$3" --layers "$4" --heads "$4" --vocab 32000 \
+            --seq-len "$5" --seed 1 -o "$OUT/$1/l2c.bin" --tokenizer "$OUT/l2c_tok.bin"
+    }
+    l2c_model 15M 288 768 6 256
+    l2c_model 110M 768 2048 12 1024
+fi
+
+bandwidth() { "$BUILD/bench/decode_bench" --bandwidth --threads "$THREADS" | sed -n 's/.*gbs=\([0-9.]*\).*/\1/p'; }
+BW=$(bandwidth)
 echo "read bandwidth (1 GiB, $THREADS threads): $BW GB/s"
 : >"$OUT/results.txt"
-run() { # name dim layers ctx quant batch
-    q=""; [ "$5" = int8 ] && q="--quantize int8"
-    prompts=""
-    if [ "$6" -gt 1 ]; then
+ours() { # name quant batch: prints `llm generate`'s decode tokens/s (all sequences)
+    q=""; [ "$2" = int8 ] && q="--quantize int8"
+    if [ "$3" -gt 1 ]; then
         i=0; : >"$OUT/prompts.jsonl"
-        while [ $i -lt "$6" ]; do echo '{"prompt": "The model"}' >>"$OUT/prompts.jsonl"; i=$((i + 1)); done
+        while [ $i -lt "$3" ]; do echo '{"prompt": "The model"}' >>"$OUT/prompts.jsonl"; i=$((i + 1)); done
         # shellcheck disable=SC2086
-        "$LLM" generate -m "$OUT/$1/final.llm" --prompts "$OUT/prompts.jsonl" --batch "$6" -t 0 -n "$TOKENS" \
+        "$LLM" generate -m "$OUT/$1/final.llm" --prompts "$OUT/prompts.jsonl" --batch "$3" -t 0 -n "$TOKENS" \
             --no-eot --threads "$THREADS" $q --json 2>/dev/null | tail -n 1 >"$OUT/t.json"
     else
         # shellcheck disable=SC2086
         "$LLM" generate -m "$OUT/$1/final.llm" -p "The model" -t 0 -n "$TOKENS" --no-eot --threads "$THREADS" \
             $q --json 2>/dev/null | tr -d '\n' >"$OUT/t.json"
     fi
-    tps=$(sed -n 's/.*"decode_tokens_per_s":[[:space:]]*\([0-9.e+]*\).*/\1/p' "$OUT/t.json")
-    awk -v name="$1" -v d="$2" -v L="$3" -v ctx="$4" -v q="$5" -v b="$6" -v tps="$tps" -v bw="$BW" -v T="$TOKENS" '
+    sed -n 's/.*"decode_tokens_per_s":[[:space:]]*\([0-9.e+]*\).*/\1/p' "$OUT/t.json"
+}
+result() { # name dim layers quant batch tok/s [impl]: appends a RESULT row against the roofline
+    awk -v name="$1" -v d="$2" -v L="$3" -v q="$4" -v b="$5" -v tps="$6" -v impl="${7:-}" -v bw="$BW" -v T="$TOKENS" '
     BEGIN {
         V = 32000; F = (d == 288) ? 768 : 2048
         w = L * (4 * d * d + 3 * d * F) + V * d            # weight matrices read per step (untied head)
@@ -74,15 +108,44 @@ run() { # name dim layers ctx quant batch
         kv = L * 2 * d * 4 * (T / 2 + 3)                   # the KV cache read at the mean position
         bytes = w * bpw + d * 4 + kv
         roof = bw * 1e9 / bytes
-        printf "RESULT name=%s quant=%s batch=%d decode_tok_s=%.1f roofline_tok_s=%.1f pct=%.1f\n", name, q, b, tps, roof, 100 * tps / roof
+        printf "RESULT name=%s%s quant=%s batch=%d decode_tok_s=%.1f roofline_tok_s=%.1f pct=%.1f%s\n", name,
+            impl == "" ? "" : " impl=" impl, q, b, tps, roof, 100 * tps / roof, impl == "" ? "" : " bw_gbs=" bw
     }' >>"$OUT/results.txt"
     tail -n 1 "$OUT/results.txt"
 }
-for m in "15M 288 6 256" "110M 768 12 1024"; do
+run() { # name dim layers quant batch
+    result "$1" "$2" "$3" "$4" "$5" "$(ours "$1" "$4" "$5")"
+}
+l2c() { # name: prints run.c's "achieved tok/s" (greedy, TOKENS positions after a short prompt)
+    OMP_NUM_THREADS=$THREADS "$OUT/l2c_run" "$OUT/$1/l2c.bin" -z "$OUT/l2c_tok.bin" -t 0 -n "$TOKENS" \
+        -i "The model" >/dev/null 2>"$OUT/l2c.log" || { cat "$OUT/l2c.log" >&2; return 1; }
+    sed -n 's/^achieved tok\/s: *\([0-9.]*\).*/\1/p' "$OUT/l2c.log"
+}
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }'; }
+side_by_side() { # name dim layers: 3 alternated rounds, best of each, their ratio
+    best_o=0; best_l=0; r=1
+    while [ $r -le 3 ]; do
+        bw=$(bandwidth); BW=$(max "$BW" "$bw")
+        o=$(ours "$1" fp32 1); l=$(l2c "$1")
+        if [ -z "$o" ] || [ -z "$l" ]; then echo "generate_bench.sh: error: round $r of $1 gave no tok/s" >&2; exit 1; fi
+        awk -v r="$r" -v n="$1" -v o="$o" -v l="$l" -v load="$(cut -d' ' -f1 /proc/loadavg)" \
+            -v bw="$bw" 'BEGIN { printf "round %d %s fp32 batch 1: llm %.1f tok/s, llama2.c %.1f tok/s (read bandwidth %.1f GB/s, load %s)\n", r, n, o, l, bw, load }'
+        best_o=$(max "$best_o" "$o"); best_l=$(max "$best_l" "$l")
+        r=$((r + 1))
+    done
+    result "$1" "$2" "$3" fp32 1 "$best_o" llm
+    result "$1" "$2" "$3" fp32 1 "$best_l" llama2.c
+    awk -v name="$1" -v o="$best_o" -v l="$best_l" \
+        'BEGIN { printf "RESULT name=%s llm_over_llama2c=%.2f\n", name, o / l }' >>"$OUT/results.txt"
+    tail -n 1 "$OUT/results.txt"
+}
+for m in "15M 288 6" "110M 768 12"; do
     # shellcheck disable=SC2086
     set -- $m
-    run "$1" "$2" "$3" "$4" fp32 1
-    run "$1" "$2" "$3" "$4" int8 1
-    for b in 4 16; do run "$1" "$2" "$3" "$4" fp32 $b; done
+    run "$1" "$2" "$3" fp32 1
+    run "$1" "$2" "$3" int8 1
+    for b in 4 16; do run "$1" "$2" "$3" fp32 $b; done
+    if [ -n "$LLAMA2C" ]; then side_by_side "$1" "$2" "$3"; fi
 done
+[ -n "$LLAMA2C" ] || echo "llama2.c: not measured (set LLAMA2C=path/to/llama2.c with run.c)"
 echo "load (end): $(cut -d' ' -f1-3 /proc/loadavg)"
