@@ -124,7 +124,7 @@ int llm_q8_load(struct llm_model *m, struct llm_q8 *q, const char *path, struct 
         if ((rc = llm_config_from_json(&c, cJSON_GetObjectItemCaseSensitive(h, "config"))))
             llm_err_wrap(rc, "%s: header \"config\"", path);
     }
-    if (!rc && !(rc = llm_model_init(m, &c.model, be, 0)))
+    if (!rc && !(rc = llm_model_init_zero(m, &c.model, be)))
         have_m = 1;
     /* The codes and scales of every weight quantize_q8 would quantize: the
      * same layout as llm_model_quantize_q8 builds (quantized by it, then

@@ -91,8 +91,23 @@ static int init_pos_table(struct llm_model *m)
     return rc;
 }
 
+static int setup(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be,
+                 uint64_t seed, int random);
+
 int llm_model_init(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be,
                    uint64_t seed)
+{
+    return setup(m, cfg, be, seed, 1);
+}
+
+int llm_model_init_zero(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be)
+{
+    return setup(m, cfg, be, 0, 0);
+}
+
+/* random = 0 leaves the parameters as the backend's alloc gives them (zero). */
+static int setup(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be,
+                 uint64_t seed, int random)
 {
     memset(m, 0, sizeof(*m));
     m->cfg = *cfg;
@@ -116,7 +131,7 @@ int llm_model_init(struct llm_model *m, const struct llm_model_config *cfg, stru
     }
     if (rc ||
         (rc = be->ops->alloc(be->ctx, (void **)&m->params, m->layout.total * sizeof(float))) ||
-        (rc = init_params(m, seed)) ||
+        (random && (rc = init_params(m, seed))) ||
         (cfg->position == LLM_POSITION_SINUSOIDAL && (rc = init_pos_table(m)))) {
         llm_model_release(m);
         return rc;

@@ -54,6 +54,9 @@ struct llm_model {
  * projections scaled by 1/sqrt(2 n_layers), norms 1, biases 0). */
 int llm_model_init(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be,
                    uint64_t seed);
+/* The same with every parameter zero, for loaders that then write all of
+ * them (llm_model_load): drawing 100M normals costs seconds of start-up. */
+int llm_model_init_zero(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be);
 void llm_model_release(struct llm_model *m);
 
 /* Forward pass over tokens (B, T) (host memory), T <= context_length. With

@@ -277,7 +277,7 @@ int llm_model_load(struct llm_model *m, const char *path, struct llm_backend *be
     int rc = llm_model_file_open(&f, path);
     if (rc)
         return rc;
-    if ((rc = llm_model_init(m, &f.cfg.model, be, 0)))
+    if ((rc = llm_model_init_zero(m, &f.cfg.model, be)))
         llm_err_wrap(rc, "%s", path);
     for (size_t i = 0; !rc && i < f.layout.n; i++) {
         struct upload_ctx u = {be, (char *)(m->params + m->layout.p[i].offset)};
