@@ -762,7 +762,8 @@ static int rope(const struct cpu_ctx *c, float *x, const int32_t *pos, int B, in
     float *sn = cs + (size_t)P * n;
     for (int i = 0; i < n; i++)
         freq[i] = pow((double)theta, -2.0 * i / rot_dims);
-#pragma omp parallel for num_threads(c->threads) schedule(static)
+    /* a sincos costs some 20 multiply-adds; decode (T = 1) stays on one thread */
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)P * n * 20)) schedule(static)
     for (int p = 0; p < P; p++)
         for (int i = 0; i < n; i++) {
             double a = ((double)pos0 + p) * freq[i], sa, ca;
@@ -771,7 +772,7 @@ static int rope(const struct cpu_ctx *c, float *x, const int32_t *pos, int B, in
             sn[(size_t)p * n + i] = (float)(sign * sa);
         }
     long rows = (long)B * T;
-#pragma omp parallel for num_threads(c->threads) schedule(static)
+#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)rows * H * rot_dims)) schedule(static)
     for (long r = 0; r < rows; r++) {
         int p = pos ? pos[r] : (int)(r % T);
         const float *cr = cs + (size_t)p * n, *sr = sn + (size_t)p * n;
