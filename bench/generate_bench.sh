@@ -144,7 +144,7 @@ for m in "15M 288 6" "110M 768 12"; do
     set -- $m
     run "$1" "$2" "$3" fp32 1
     run "$1" "$2" "$3" int8 1
-    for b in 4 16; do run "$1" "$2" "$3" fp32 $b; done
+    for b in 4 16 64; do run "$1" "$2" "$3" fp32 $b; done
     if [ -n "$LLAMA2C" ]; then side_by_side "$1" "$2" "$3"; fi
 done
 [ -n "$LLAMA2C" ] || echo "llama2.c: not measured (set LLAMA2C=path/to/llama2.c with run.c)"
