@@ -71,9 +71,10 @@ static int micro_step(void *ctx, struct llm_model *m, double *loss, int64_t *tok
     double sum = 0;
     int64_t real = 0;
     for (int i = 0; i < B; i++) {
-        double d = t->r[i] - t->r[B + i], s = 1 / (1 + exp(d));
-        sum += d > 0 ? log1p(exp(-d)) : -d + log1p(exp(d)); /* -log sigmoid(d) */
-        t->grad[i] = (float)(-s / B), t->grad[B + i] = (float)(s / B);
+        /* Bradley-Terry: -log sigmoid(d), DPO's sigmoid loss at beta 1 */
+        double d = t->r[i] - t->r[B + i], dd;
+        sum += llm_dpo_loss(LLM_DPO_SIGMOID, 1.0, d, &dd);
+        t->grad[i] = (float)(dd / B), t->grad[B + i] = (float)(-dd / B);
         t->stats.accuracy += d > 0, t->stats.margin += d;
         t->stats.chosen += t->r[i], t->stats.rejected += t->r[B + i];
         t->stats.n++;
@@ -98,8 +99,8 @@ static int evaluate(void *ctx, struct llm_model *m, double *val_loss)
         if (!(rc = forward_rows(m, t->rows, 2 * n, t->tok, t->tgt, 0, &Tb)))
             rc = read_rewards(m, t->reward_id, t->rows, 2 * n, Tb, t->index, t->r);
         for (int k = 0; !rc && k < n; k++) {
-            double d = t->r[k] - t->r[n + k];
-            sum += d > 0 ? log1p(exp(-d)) : -d + log1p(exp(d));
+            double d = t->r[k] - t->r[n + k], dd;
+            sum += llm_dpo_loss(LLM_DPO_SIGMOID, 1.0, d, &dd);
             acc += d > 0;
         }
     }

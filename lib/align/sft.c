@@ -25,7 +25,8 @@
  * alone in its row (tests/unit/test_model.c: test_packed), without the
  * padding of rows to the longest example of the micro-batch. */
 
-/* The order's position (epoch, pos), moved past one example. */
+/* The order's position (epoch, pos), moved past one example (as
+ * llm_align_order_next moves the order's own). */
 static void order_step(const struct llm_sft *s, int64_t *e, int *p)
 {
     if (++*p == s->n_train)
@@ -33,10 +34,11 @@ static void order_step(const struct llm_sft *s, int64_t *e, int *p)
 }
 
 /* The examples of one packed row from (e, p): their count, moving (e, p)
- * past them; with tok (T) it also writes the row (tok, tgt, pos), and *used
- * gets its tokens without padding. */
+ * past them; with tok (T) it also writes the row (tok, tgt, pos). *used
+ * gets its tokens without padding, *learned (when not NULL) adds the
+ * examples' learned tokens. */
 static int pack_row(struct llm_sft *s, int64_t *e, int *p, int32_t *tok, int32_t *tgt, int32_t *pos,
-                    int *used)
+                    int *used, int64_t *learned)
 {
     int t = 0, k = 0;
     for (;;) {
@@ -51,13 +53,14 @@ static int pack_row(struct llm_sft *s, int64_t *e, int *p, int32_t *tok, int32_t
             for (int i = 0; i < n; i++)
                 pos[t + i] = i;
         }
+        if (learned)
+            *learned += x->n_learn;
         t += n, k++;
         order_step(s, e, p);
         if (k == s->n_train) /* every example in one row: do not wrap into the next epoch */
             break;
     }
-    if (used)
-        *used = t;
+    *used = t;
     return k;
 }
 
@@ -67,17 +70,12 @@ static int64_t step_learned(struct llm_sft *s, int k)
 {
     int64_t e = s->order.epoch, n = 0;
     int p = s->order.pos;
-    for (int i = 0; i < k * s->B; i++) {
-        if (!s->packing) {
+    for (int i = 0, used; i < k * s->B; i++) {
+        if (s->packing) {
+            pack_row(s, &e, &p, NULL, NULL, NULL, &used, &n);
+        } else {
             n += s->train[llm_align_order_at(&s->order, e, p)].n_learn;
             order_step(s, &e, &p);
-            continue;
-        }
-        int64_t e0 = e;
-        int p0 = p, cnt = pack_row(s, &e, &p, NULL, NULL, NULL, NULL);
-        for (int j = 0; j < cnt; j++) {
-            n += s->train[llm_align_order_at(&s->order, e0, p0)].n_learn;
-            order_step(s, &e0, &p0);
         }
     }
     return n;
@@ -87,14 +85,11 @@ static int64_t step_learned(struct llm_sft *s, int k)
  * *Tb = the longest row, *real = tokens without padding. */
 static void pack_batch(struct llm_sft *s, int *Tb, int64_t *real)
 {
-    int64_t e = s->order.epoch;
-    int p = s->order.pos, *used = s->used, T = 0;
+    int *used = s->used, T = 0;
     *real = 0;
     for (int r = 0; r < s->B; r++) {
-        int k = pack_row(s, &e, &p, s->tok + (size_t)r * s->T, s->tgt + (size_t)r * s->T,
-                         s->pos + (size_t)r * s->T, &used[r]);
-        for (int j = 0; j < k; j++)
-            llm_align_order_next(&s->order);
+        pack_row(s, &s->order.epoch, &s->order.pos, s->tok + (size_t)r * s->T, s->tgt + (size_t)r * s->T,
+                 s->pos + (size_t)r * s->T, &used[r], NULL);
         *real += used[r];
         T = used[r] > T ? used[r] : T;
     }
@@ -117,7 +112,7 @@ static void log_packing(struct llm_sft *s)
     int64_t e = 0, tokens = 0;
     int p = 0, rows = 0, used;
     while (e == 0) {
-        pack_row(s, &e, &p, NULL, NULL, NULL, &used);
+        pack_row(s, &e, &p, NULL, NULL, NULL, &used, NULL);
         tokens += used, rows++;
     }
     llm_info("sft: packing %d examples into %d rows of %d tokens per epoch (%.1f%% of the tokens are "

@@ -91,20 +91,6 @@ static int init_pos_table(struct llm_model *m)
     return rc;
 }
 
-static int setup(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be,
-                 uint64_t seed, int random);
-
-int llm_model_init(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be,
-                   uint64_t seed)
-{
-    return setup(m, cfg, be, seed, 1);
-}
-
-int llm_model_init_zero(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be)
-{
-    return setup(m, cfg, be, 0, 0);
-}
-
 /* random = 0 leaves the parameters as the backend's alloc gives them (zero). */
 static int setup(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be,
                  uint64_t seed, int random)
@@ -138,6 +124,17 @@ static int setup(struct llm_model *m, const struct llm_model_config *cfg, struct
     }
     llm_rng_seed(&m->rng, seed ^ 0x5eedd0d0ULL);
     return 0;
+}
+
+int llm_model_init(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be,
+                   uint64_t seed)
+{
+    return setup(m, cfg, be, seed, 1);
+}
+
+int llm_model_init_zero(struct llm_model *m, const struct llm_model_config *cfg, struct llm_backend *be)
+{
+    return setup(m, cfg, be, 0, 0);
 }
 
 void llm_model_release(struct llm_model *m)

@@ -269,9 +269,9 @@ static void test_order(void **state)
 /* ---- SFT packing ---- */
 
 /* One micro-step of an SFT task on a fresh model (seed 3): its loss, the
- * gradient (copied into *grad) and how many examples it consumed. */
+ * gradient (copied into *grad, *P floats) and how many examples it consumed. */
 static int sft_micro(struct llm_config *cfg, struct llm_backend *be, double *loss, float **grad,
-                     struct llm_sft *keep)
+                     size_t *P, struct llm_sft *keep)
 {
     struct llm_model m;
     assert_int_equal(llm_model_init(&m, &cfg->model, be, 3), 0);
@@ -280,6 +280,7 @@ static int sft_micro(struct llm_config *cfg, struct llm_backend *be, double *los
     assert_int_equal(llm_model_zero_grad(&m), 0);
     int64_t tokens;
     assert_int_equal(s.task.micro_step(s.task.ctx, &m, loss, &tokens), 0);
+    *P = m.layout.total;
     *grad = malloc(m.layout.total * sizeof(float));
     memcpy(*grad, m.grads, m.layout.total * sizeof(float));
     int used = s.order.pos;
@@ -324,7 +325,8 @@ static void test_sft_packing(void **state)
     double lp, lu;
     float *gp, *gu;
     struct llm_sft row = {0};
-    int k = sft_micro(&cfg, &be, &lp, &gp, &row);
+    size_t P, Pu;
+    int k = sft_micro(&cfg, &be, &lp, &gp, &P, &row);
     assert_true(k >= 2 && k < 6); /* several examples in the row, not all */
     int starts = 0;
     for (int t = 0; t < row.T; t++) {
@@ -333,15 +335,9 @@ static void test_sft_packing(void **state)
     }
     assert_true(starts >= k); /* one per example (and one where padding starts) */
     cfg.train.batch_size = k, cfg.sft.packing = false;
-    assert_int_equal(sft_micro(&cfg, &be, &lu, &gu, NULL), k);
+    assert_int_equal(sft_micro(&cfg, &be, &lu, &gu, &Pu, NULL), k);
     assert_true(fabs(lp - lu) <= 1e-5 * fabs(lu));
-    size_t P;
-    {
-        struct llm_model m;
-        assert_int_equal(llm_model_init(&m, &cfg.model, &be, 3), 0);
-        P = m.layout.total;
-        llm_model_release(&m);
-    }
+    assert_true(P == Pu);
     for (size_t i = 0; i < P; i++)
         if (fabsf(gp[i] - gu[i]) > 1e-4f * fabsf(gu[i]) + 1e-6f)
             fail_msg("grad[%zu]: packed %g, one example per row %g", i, gp[i], gu[i]);
