@@ -113,6 +113,9 @@ ppo_col() { grep -o "\"$1\":[-0-9.eE+]*" "$T/ppo/metrics.jsonl" | cut -d: -f2; }
 cmp_ok "ppo: the score does not collapse" "$(ppo_col score | awk '{ s += $1 } END { print s / NR }') >= 0.4"
 cmp_ok "ppo: the value model learns (value loss falls)" "$(ppo_col value_loss | tail -n 1) < $(ppo_col value_loss | head -n 1)"
 [ -s "$T/ppo/value.llm" ] && ok "ppo writes value.llm" || nok "ppo writes value.llm"
+expect "ppo with the reward model" 0 ppo --set grpo.reward_model="$T/rm/final.llm" --set grpo.reward_model_weight=0.2 \
+    --set train.steps=2 --set train.out_dir="$T/ppo_rm"
+has "$T/ppo_rm/metrics.jsonl" "ppo reports the reward model's score" '"rewards/model"'
 ppo --set train.steps=4 --set train.checkpoint_every=2 --set train.out_dir="$T/pr1" &&
     ppo --set train.steps=4 --set train.checkpoint_every=2 --set train.out_dir="$T/pr2" --stop-after 2 &&
     ppo --set train.steps=4 --set train.checkpoint_every=2 --set train.out_dir="$T/pr2"
