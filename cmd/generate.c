@@ -129,7 +129,7 @@ static int print_json(const cJSON *j, int pretty)
 int cmd_generate(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *prompts_path = NULL, *tok_path = NULL;
-    const char *truncate = "error", *device = NULL, *draft = NULL, *quantize = NULL;
+    const char *truncate = "error", *device = NULL, *draft = NULL, *quantize = NULL, *draft_quantize = NULL;
     struct llm_strlist stops = {0};
     double temperature = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0;
     long top_k = 0, max_tokens = 256, seed = 1, batch = 1, threads = 0, draft_tokens = 4, group = 32;
@@ -155,6 +155,8 @@ int cmd_generate(int argc, char **argv)
         {"draft-tokens", 0, LLM_OPT_INT, &draft_tokens, "K", "tokens the draft proposes per round (1..15, default 4)"},
         {"draft-threads", 0, LLM_OPT_INT, &draft_threads, "N", "the draft's CPU threads (default: --threads; a small "
                                                                "draft's step is mostly fork/join, 1 can be faster)"},
+        {"draft-quantize", 0, LLM_OPT_STR, &draft_quantize, "int8", "the draft decodes with int8 weights (--group's "
+                                                                      "groups; an int8 --draft needs no flag)"},
         {"truncate", 0, LLM_OPT_STR, &truncate, "error|left", "a prompt longer than the context: fail "
                                                               "(default) or keep its end"},
         {"quantize", 0, LLM_OPT_STR, &quantize, "int8", "decode with int8 weights (per-group scales; docs/quant.md)"},
@@ -194,6 +196,10 @@ int cmd_generate(int argc, char **argv)
         rc = llm_err(LLM_EUSAGE, "--top-k: expected a count >= 0, got %ld", top_k);
     else if (quantize && strcmp(quantize, "int8"))
         rc = llm_err(LLM_EUSAGE, "--quantize: expected int8, got '%s'", quantize);
+    else if (draft_quantize && strcmp(draft_quantize, "int8"))
+        rc = llm_err(LLM_EUSAGE, "--draft-quantize: expected int8, got '%s'", draft_quantize);
+    else if (draft_quantize && !draft)
+        rc = llm_err(LLM_EUSAGE, "--draft-quantize needs --draft");
     else if (group != 32 && group != 64)
         rc = llm_err(LLM_EUSAGE, "--group: expected 32 or 64, got %ld", group);
     else if (draft_threads < 0 || draft_threads > 1024)
@@ -240,8 +246,7 @@ int cmd_generate(int argc, char **argv)
 
     struct llm_backend be, dbe;
     int have_be = 0, have_d = 0, have_dbe = 0;
-    struct llm_loaded lm = {0};
-    struct llm_model dm;
+    struct llm_loaded lm = {0}, dm = {0};
     if (!rc && !(rc = llm_backend_cpu_init(&be, (int)threads, 0)))
         have_be = 1;
     if (!rc)
@@ -252,12 +257,15 @@ int cmd_generate(int argc, char **argv)
         go.q8 = llm_loaded_q8(&lm);
     if (!rc && draft && draft_threads > 0 && !(rc = llm_backend_cpu_init(&dbe, (int)draft_threads, 0)))
         have_dbe = 1;
-    if (!rc && draft && !(rc = llm_model_load(&dm, draft, have_dbe ? &dbe : &be, NULL))) {
+    if (!rc && draft &&
+        !(rc = llm_loaded_open(&dm, draft, have_dbe ? &dbe : &be, draft_quantize ? (int)group : 0, LLM_TOK_NONE,
+                               NULL))) {
         have_d = 1;
-        go.draft = &dm;
-        if (dm.cfg.vocab_size != mp->cfg.vocab_size)
+        go.draft = &dm.m;
+        go.draft_q8 = llm_loaded_q8(&dm);
+        if (dm.m.cfg.vocab_size != mp->cfg.vocab_size)
             rc = llm_err(LLM_EINVAL, "--draft: %s has vocab_size %d, the model %d: the draft must share the "
-                         "model's vocabulary", draft, dm.cfg.vocab_size, mp->cfg.vocab_size);
+                         "model's vocabulary", draft, dm.m.cfg.vocab_size, mp->cfg.vocab_size);
     }
     if (!rc)
         go.eot = no_eot ? -1 : llm_gen_default_eot(tok);
@@ -300,7 +308,7 @@ int cmd_generate(int argc, char **argv)
     free(res);
     llm_loaded_release(&lm);
     if (have_d)
-        llm_model_release(&dm);
+        llm_loaded_release(&dm);
     if (have_dbe)
         llm_backend_release(&dbe);
     if (have_be)

@@ -33,6 +33,8 @@ struct llm_gen_opts {
      * scores them in one pass. Prompts then run one at a time (batch 1). */
     struct llm_model *draft;    /* NULL = none */
     int draft_tokens;
+    const struct llm_q8 *draft_q8; /* int8 weights of the draft (a cheaper proposal; exactness is the
+                                    * target's), or NULL */
     const struct llm_q8 *q8;    /* int8 weights of the model for decoding (quant.h), or NULL */
     const uint64_t *seeds;      /* (n) a sampling seed per prompt, or NULL: sample.seed for all */
 };

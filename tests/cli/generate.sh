@@ -135,6 +135,25 @@ fails "--draft-tokens 16" 2 "draft-tokens" "$LLM" generate -m "$M" -p hi --draft
 if cmp -s "$T/spec_t1" "$T/plain"; then ok "--draft-threads 1, greedy: the same text"
 else nok "--draft-threads 1, greedy: the same text" "$(cat "$T/spec_t1")"; fi
 fails "--draft-threads -1" 2 "draft-threads" "$LLM" generate -m "$M" -p hi --draft "$D" --draft-threads -1
+# an int8 draft (quantized at load, or an `llm quantize` checkpoint): the
+# target still decides every token, so greedy text is the target's
+expect "--draft-quantize int8: exit 0" 0 "$LLM" generate -m "$M" -p "the quick" -t 0 -n 30 --draft "$D" \
+    --draft-quantize int8 --json
+tr -d '\n' <"$T/out" >"$T/specq.json"
+raw "$T/specq.json" completion "$T/specq.txt"
+if cmp -s "$T/specq.txt" "$T/plain"; then ok "--draft-quantize int8, greedy: the same text as the model alone"
+else nok "--draft-quantize int8, greedy: the same text" "$(cat "$T/specq.txt")"; fi
+has "$T/specq.json" "--draft-quantize int8: acceptance rate reported" '"acceptance_rate"'
+"$LLM" quantize "$D" -o "$T/dq.llm" 2>/dev/null
+"$LLM" generate -m "$M" -p "the quick" -t 0 -n 30 --draft "$T/dq.llm" --draft-tokens 3 >"$T/specdq"
+if cmp -s "$T/specdq" "$T/plain"; then ok "--draft with an int8 checkpoint, greedy: the same text"
+else nok "--draft with an int8 checkpoint, greedy: the same text" "$(cat "$T/specdq")"; fi
+"$LLM" generate -m "$M" -p "the" -t 1 -n 20 --draft "$D" --draft-quantize int8 --seed 4 >"$T/sq1"
+"$LLM" generate -m "$M" -p "the" -t 1 -n 20 --draft "$T/dq.llm" --seed 4 >"$T/sq2"
+if cmp -s "$T/sq1" "$T/sq2"; then ok "--draft-quantize int8 = an int8 draft checkpoint (sampling, same seed)"
+else nok "--draft-quantize int8 = an int8 draft checkpoint" "$(cat "$T/sq1")" "$(cat "$T/sq2")"; fi
+fails "--draft-quantize int4" 2 "draft-quantize" "$LLM" generate -m "$M" -p hi --draft "$D" --draft-quantize int4
+fails "--draft-quantize without --draft" 2 "needs --draft" "$LLM" generate -m "$M" -p hi --draft-quantize int8
 
 # ---- the context: a prompt too long ----
 i=0
