@@ -69,7 +69,7 @@ static int run_one(const struct llm_config *c, const char *resume, long stop_aft
     int rc = llm_backend_cpu_init(&be, c->train.threads, 0);
     if (rc)
         return rc;
-    if (!(rc = llm_pretrain_init(&p, c))) {
+    if (!(rc = llm_pretrain_init(&p, c, &be))) {
         if (!(rc = llm_model_init(&m, &c->model, &be, (uint64_t)c->train.seed))) {
             if (!(rc = tokenizer_header(c, &extra))) {
                 struct cmd_train_run t = {

@@ -39,6 +39,8 @@ int llm_align_load(struct llm_config *cfg, struct llm_backend *be, struct llm_mo
     if (!path[0])
         return llm_err(LLM_EINVAL, "train.init_from: the checkpoint to start from is required (a pretrain "
                        "run's final.llm, or `llm import` of a Hugging Face model)");
+    if (cfg->distill.teacher && cfg->distill.teacher[0])
+        return llm_err(LLM_EINVAL, "distill.teacher: only `llm pretrain` distills; unset it for alignment");
     cJSON *header = NULL;
     int rc = llm_model_load(m, path, be, &header);
     if (rc)

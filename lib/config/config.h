@@ -116,6 +116,13 @@ struct llm_schedule_config {
     enum llm_cooldown cooldown; /* wsd: shape of the decay */
 };
 
+/* Knowledge distillation in pretraining (lib/train/distill.h, docs/train.md). */
+struct llm_distill_config {
+    char *teacher;                   /* the teacher checkpoint; "" = no distillation */
+    double weight;                   /* alpha: loss = (1 - alpha) CE + alpha tau^2 KL(teacher || student) */
+    double temperature;              /* tau: both distributions softened by it */
+};
+
 /* Alignment (lib/align, docs/align.md). */
 struct llm_sft_config {
     enum llm_sft_task task;          /* lm: fine-tune the language model; reward: train a reward model */
@@ -171,6 +178,7 @@ struct llm_config {
     struct llm_train_config train;
     struct llm_optim_config optim;
     struct llm_schedule_config schedule;
+    struct llm_distill_config distill;
     struct llm_sft_config sft;
     struct llm_dpo_config dpo;
     struct llm_grpo_config grpo;

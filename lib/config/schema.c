@@ -191,6 +191,12 @@ static const struct llm_config_key keys[] = {
     NUM("schedule.decay_fraction", schedule.decay_fraction, 0.2, UNIT, "wsd: fraction of train.steps spent decaying"),
     ENUM("schedule.cooldown", schedule.cooldown, LLM_COOLDOWN_1_SQRT, cooldown_names, "wsd: shape of the decay"),
 
+    STR("distill.teacher", distill.teacher, "", 0,
+        "pretrain: a teacher checkpoint (same vocabulary) whose next-token distribution the model also learns; \"\" = none"),
+    NUM("distill.weight", distill.weight, 1.0, UNIT,
+        "alpha: loss = (1 - alpha) cross-entropy + alpha tau^2 KL(teacher || model), over the same target tokens"),
+    NUM("distill.temperature", distill.temperature, 1.0, GT0, "tau: both distributions are softmax(logits / tau)"),
+
     ENUM("sft.task", sft.task, LLM_SFT_LM, sft_task_names,
          "lm: fine-tune on responses; reward: a reward model on {prompt, chosen, rejected} pairs (Bradley-Terry)"),
     ENUM("sft.template", sft.template, LLM_CHAT_SIMPLE, template_names,
@@ -251,6 +257,7 @@ static const struct llm_config_section sections[] = {
     {"train", "The training loop, its evaluations, checkpoints and logs."},
     {"optim", "The optimizer; keys of other optimizers are accepted and ignored."},
     {"schedule", "The learning rate over the steps: linear warmup, then the named shape."},
+    {"distill", "Knowledge distillation (`llm pretrain`): a teacher's distributions as soft targets."},
     {"sft", "Supervised fine-tuning (`llm sft`): data and chat template."},
     {"dpo", "Direct preference optimization (`llm dpo`)."},
     {"grpo", "Reinforcement learning with verifiable rewards (`llm grpo`): rollouts, advantages, the clipped objective."},

@@ -721,6 +721,15 @@ int llm_model_backward_logits(struct llm_model *m, const int64_t *index, const f
     return rc ? rc : backward_from_dlogits(m, NULL);
 }
 
+int llm_model_backward_dlogits(struct llm_model *m, const float *dlogits)
+{
+    int rc = backward_ready(m, 0);
+    if (!rc)
+        rc = m->be->ops->upload(m->be->ctx, m->acts->logits, dlogits,
+                                (size_t)m->B * m->T * (size_t)m->cfg.vocab_size * sizeof(float));
+    return rc ? rc : backward_from_dlogits(m, NULL);
+}
+
 int llm_model_backward_ex(struct llm_model *m, const float *token_w, const float *dhidden)
 {
     int rc = backward_ready(m, !token_w && !dhidden);

@@ -89,6 +89,11 @@ int llm_model_backward_ex(struct llm_model *m, const float *token_w, const float
  * "head" that is one token's logit, lib/align/reward.c): dlogits is zero
  * except grad[i] at flat index index[i] into the (B*T, V) logits. */
 int llm_model_backward_logits(struct llm_model *m, const int64_t *index, const float *grad, int n);
+/* Backward of an objective given by its whole gradient dlogits (B*T, V)
+ * (host) with respect to the last training forward's logits (distillation,
+ * lib/train/distill.h); a MoE's load-balancing term is added inside the
+ * layers, as in every backward. */
+int llm_model_backward_dlogits(struct llm_model *m, const float *dlogits);
 
 /* The final hidden state of the last forward (B*T, C) after the final norm,
  * what lm_head reads (device memory, borrowed). */

@@ -6,6 +6,8 @@
 
 #include "config/config.h"
 #include "data/loader.h"
+#include "model/model.h"
+#include "nn/backend.h"
 #include "train/train.h"
 
 struct llm_pretrain {
@@ -13,11 +15,21 @@ struct llm_pretrain {
     int B, T, eval_batches;
     int32_t *tokens, *targets;      /* (B, T) host */
     struct llm_train_task task;     /* ctx = this struct */
+    /* distillation (distill.teacher set): the teacher, its and the model's
+     * logits and the gradient (B*T, V) on the host, the KL and CE means of
+     * the micro-batches since the last metrics row */
+    struct llm_model teacher;
+    int have_teacher;
+    double alpha, tau;
+    float *zs, *zt, *dz;
+    double kl_sum, ce_sum;
+    int n_kl;
 };
 
-/* Opens data.train (and data.val) for cfg; p need not be initialized. On
- * error p is released. */
-int llm_pretrain_init(struct llm_pretrain *p, const struct llm_config *cfg);
+/* Opens data.train (and data.val) for cfg, and distill.teacher on be when
+ * set (its vocabulary must be the model's, its context at least the
+ * model's); p need not be initialized. On error p is released. */
+int llm_pretrain_init(struct llm_pretrain *p, const struct llm_config *cfg, struct llm_backend *be);
 void llm_pretrain_release(struct llm_pretrain *p);
 
 /* Unigram entropy (nats/token) of a loader's shards: the loss of the best

@@ -85,6 +85,8 @@ fails "a reward model does not pack" 1 "sft.packing" "$LLM" sft configs/align/dp
 # ---- bad input ----
 fails "no init_from" 1 "train.init_from" "$LLM" sft configs/align/sft.json --set train.init_from= \
     --set train.out_dir="$T/x"
+fails "a teacher is for pretraining only" 1 "distill.teacher" "$LLM" sft configs/align/sft.json \
+    --set train.init_from="$D/pretrain/final.llm" --set distill.teacher="$D/pretrain/final.llm" --set train.out_dir="$T/x"
 printf '{"prompt": "1+1="}\n' >"$T/bad.jsonl"
 fails "an example without a response names its line" 1 "bad.jsonl:1" "$LLM" sft configs/align/sft.json \
     --set train.init_from="$D/pretrain/final.llm" --set data.train="$T/bad.jsonl" --set train.out_dir="$T/x"

@@ -190,6 +190,28 @@ if [ "$rc" -eq 1 ] && [ "$(grep -c 'step skipped' "$T/err")" -eq 3 ] && [ "$(gre
     ok "diverging run: 3 skips, then it stops with one error line"
 else nok "diverging run: 3 skips, then it stops" "exit $rc" "$(tail -c 600 "$T/err")"; fi
 
+# ---- distillation: the tiny model above as the teacher of a smaller one ----
+KD="--set model.d_model=32 --set model.n_layers=2 --set model.n_heads=2 --set model.d_ff=64 --set train.log_every=5 \
+  --set train.checkpoint_every=0 --set train.steps=60 --set schedule.warmup=5"
+# shellcheck disable=SC2086
+expect "distill.teacher: exit 0" 0 "$LLM" pretrain configs/tiny.json $DATA $KD --set distill.teacher="$T/tiny/final.llm" \
+    --set distill.weight=0.8 --set distill.temperature=2 --set train.out_dir="$T/kd" -q
+kl_first=$(head -n 1 "$T/kd/metrics.jsonl" | sed -n 's/.*"distill_kl":[[:space:]]*\([0-9.e+-]*\).*/\1/p')
+kl_last=$(tail -n 1 "$T/kd/metrics.jsonl" | sed -n 's/.*"distill_kl":[[:space:]]*\([0-9.e+-]*\).*/\1/p')
+if [ -n "$kl_first" ] && [ -n "$kl_last" ] && awk "BEGIN { exit !($kl_last < 0.9 * $kl_first) }"; then
+    ok "distillation: the KL to the teacher falls ($kl_first -> $kl_last)"
+else nok "distillation: the KL to the teacher falls" "first '$kl_first', last '$kl_last'"; fi
+has "$T/kd/config.json" "distillation: the run's config names the teacher" '"teacher"'
+# shellcheck disable=SC2086
+fails "distill.teacher: a missing file" 1 "nope.llm" "$LLM" pretrain configs/tiny.json $DATA $KD \
+    --set distill.teacher="$T/nope.llm" --set train.out_dir="$T/kd2"
+# shellcheck disable=SC2086
+fails "distill.teacher: another vocabulary" 1 "vocab_size" "$LLM" pretrain configs/tiny.json $DATA $KD \
+    --set model.vocab_size=600 --set distill.teacher="$T/tiny/final.llm" --set train.out_dir="$T/kd3"
+fails "distill.weight 1.5" 1 "distill.weight" "$LLM" pretrain configs/tiny.json $DATA --set distill.weight=1.5
+if [ ! -e "$T/kd2/final.llm" ] && [ ! -e "$T/kd3/final.llm" ]; then ok "distillation errors: no checkpoint written"
+else nok "distillation errors: no checkpoint written"; fi
+
 # ---- bad input ----
 fails "missing config" 1 "nope.json" "$LLM" pretrain "$T/nope.json"
 fails "unknown key" 1 "train.stepz" "$LLM" pretrain configs/tiny.json --set train.stepz=3

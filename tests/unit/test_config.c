@@ -145,7 +145,7 @@ static void test_table(void **state)
     const struct llm_config_key *keys = llm_config_keys(&nk);
     const struct llm_config_section *secs = llm_config_sections(&ns);
     llm_config_rules(&nr);
-    assert_true(nk >= 50 && ns == 9 && nr >= 5);
+    assert_true(nk >= 50 && ns == 10 && nr >= 5);
     for (size_t i = 0; i < nk; i++) {
         const struct llm_config_key *k = &keys[i];
         const char *dot = strchr(k->path, '.');
