@@ -1,23 +1,25 @@
 #!/bin/sh
 # spec_bench.sh: speculative decoding's speed-up at temperature 0 (bench/README.md
-# "Speculative decoding"): a target and a ~6x smaller draft trained on the same
-# data, then `llm generate` greedy with and without --draft on a few prompts;
+# "Speculative decoding"): a target and two ~6x smaller drafts trained on the
+# same data, one on the data alone and one distilled from the target
+# (distill.teacher), then `llm generate` greedy with and without --draft on a
+# few prompts;
 # the texts must be equal (exactness) and the decode tokens/s give the
 # speed-up. The data: the first 12 MB of bench/data/corpus.txt
 # (make_corpus.sh: Debian's documentation; the first 22 MB are the Linux
 # kernel's) when it is there, 11.5 MB to train on (half an epoch at these
 # settings) and 0.5 MB held out, with a 512-id tokenizer trained on it; else
-# configs/tiny.sh's (this repository's docs and sources, 0.5M tokens, which
-# 1500 steps go over six times).
+# configs/tiny.sh's (this repository's docs and sources, ~1M tokens, which
+# 1500 steps go over three times).
 # Plain and speculative runs alternate for ROUNDS rounds per prompt and the
-# best of each is kept (this VM's speed swings between runs). The draft runs
+# best of each is kept (this VM's speed swings between runs). Each draft runs
 # in fp32 and in int8 (--draft-quantize int8: a cheaper proposal, the same
 # output). Each round's parts are timed too: the target's decode step, its
 # pass over K + 1 rows (the verification) and the draft's step
 # (bench/spec_parts.c).
 #
-#   sh bench/spec_bench.sh       # ~40 min on 2 cores, 31 of them training
-#   CORPUS= TSTEPS=400 DSTEPS=400 TLR=3e-3 K="2 4" DRAFTQ=fp32 sh bench/spec_bench.sh   # the second run's pair
+#   sh bench/spec_bench.sh       # ~45 min on 2 cores, ~40 of them training three models
+#   CORPUS= TSTEPS=400 DSTEPS=400 TLR=3e-3 K="2 4" DRAFTQ=fp32 DRAFTS=draft ROUNDS=1 sh bench/spec_bench.sh  # the second run
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/data/spec}
