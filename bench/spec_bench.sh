@@ -66,15 +66,21 @@ sets() { for kv in $1; do printf ' --set model.%s' "$kv"; done; }
 [ -s "$OUT/target/final.llm" ] || "$LLM" pretrain configs/tiny.json -q $D --set train.steps="$TSTEPS" \
     --set optim.lr="$TLR" $(sets "$TARGET") --set train.checkpoint_every=0 --set train.eval_every=250 \
     --set train.out_dir="$OUT/target"
-# shellcheck disable=SC2086,SC2046
-[ -s "$OUT/draft/final.llm" ] || "$LLM" pretrain configs/tiny.json -q $D --set train.steps="$DSTEPS" \
-    $(sets "$DRAFT") --set train.checkpoint_every=0 --set train.eval_every=250 --set train.out_dir="$OUT/draft"
-# the same draft distilled from the target on the same data (distill.teacher,
-# docs/train.md: the target's next-token distributions as soft targets)
-# shellcheck disable=SC2086,SC2046
-[ -s "$OUT/draft-kd/final.llm" ] || "$LLM" pretrain configs/tiny.json -q $D --set train.steps="$DSTEPS" \
-    $(sets "$DRAFT") --set distill.teacher="$OUT/target/final.llm" --set train.checkpoint_every=0 \
-    --set train.eval_every=250 --set train.out_dir="$OUT/draft-kd"
+# the drafts DRAFTS names that are not there yet: "draft" on the data alone,
+# "draft-kd" the same shape distilled from the target on the same data
+# (distill.teacher, docs/train.md: its next-token distributions as soft
+# targets); any other name must already hold final.llm
+for dm in $DRAFTS; do
+    [ -s "$OUT/$dm/final.llm" ] && continue
+    case $dm in
+    draft) kd="" ;;
+    draft-kd) kd="--set distill.teacher=$OUT/target/final.llm" ;;
+    *) echo "spec_bench: no $OUT/$dm/final.llm" >&2; exit 1 ;;
+    esac
+    # shellcheck disable=SC2086,SC2046
+    "$LLM" pretrain configs/tiny.json -q $D --set train.steps="$DSTEPS" $(sets "$DRAFT") $kd \
+        --set train.checkpoint_every=0 --set train.eval_every=250 --set train.out_dir="$OUT/$dm"
+done
 for m in target $DRAFTS; do
     printf '%s: %s parameters, val loss %s\n' "$m" "$("$LLM" info "$OUT/$m/final.llm" | grep -i 'total' | head -n 1 | awk '{ print $2 }')" \
         "$(tail -n 1 "$OUT/$m/metrics.jsonl" | sed -n 's/.*"val_loss":[[:space:]]*\([0-9.e+-]*\).*/\1/p')"
@@ -104,13 +110,13 @@ for p in "$@"; do
     done; done
 done
 # the parts of a round: target step, target over K + 1 rows, draft step (the
-# two drafts have the same shape, so the same costs)
+# drafts share one shape, so the first one's costs are every one's)
 for q in $DRAFTQ; do
     echo "parts, $q draft:"
     qf=""
     [ "$q" = int8 ] && qf="--draft-int8"
     # shellcheck disable=SC2086
-    "$BUILD/bench/spec_parts" "$OUT/target/final.llm" "$OUT/draft/final.llm" $KS --draft-threads "$DT" $qf
+    "$BUILD/bench/spec_parts" "$OUT/target/final.llm" "$OUT/${DRAFTS%% *}/final.llm" $KS --draft-threads "$DT" $qf
 done
 awk '{ for (i = 1; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] } c = v["draft"] " K=" v["K"]
        s[c] += v["speedup"]; n[c]++; ac[c] += v["acceptance"] }

@@ -245,7 +245,7 @@ int cmd_generate(int argc, char **argv)
         rc = read_jsonl(prompts_path, &ps);
 
     struct llm_backend be, dbe;
-    int have_be = 0, have_d = 0, have_dbe = 0;
+    int have_be = 0, have_dbe = 0;
     struct llm_loaded lm = {0}, dm = {0};
     if (!rc && !(rc = llm_backend_cpu_init(&be, (int)threads, 0)))
         have_be = 1;
@@ -260,7 +260,6 @@ int cmd_generate(int argc, char **argv)
     if (!rc && draft &&
         !(rc = llm_loaded_open(&dm, draft, have_dbe ? &dbe : &be, draft_quantize ? (int)group : 0, LLM_TOK_NONE,
                                NULL))) {
-        have_d = 1;
         go.draft = &dm.m;
         go.draft_q8 = llm_loaded_q8(&dm);
         if (dm.m.cfg.vocab_size != mp->cfg.vocab_size)
@@ -307,8 +306,7 @@ int cmd_generate(int argc, char **argv)
         llm_gen_results_release(res, ps.n);
     free(res);
     llm_loaded_release(&lm);
-    if (have_d)
-        llm_loaded_release(&dm);
+    llm_loaded_release(&dm); /* zeroed when there is no draft, as lm after a failed open */
     if (have_dbe)
         llm_backend_release(&dbe);
     if (have_be)

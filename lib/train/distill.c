@@ -36,12 +36,14 @@ int llm_distill_grad(const float *zs, const float *zt, const int32_t *targets, i
                 d[v] = 0;
             continue;
         }
-        double ls1 = log_sum_exp(s, V, 1.0), lst = log_sum_exp(s, V, tau), ltt = log_sum_exp(t, V, tau);
+        /* at tau = 1 (the default) the softened q is softmax(zs) itself */
+        double ls1 = log_sum_exp(s, V, 1.0), lst = tau == 1 ? ls1 : log_sum_exp(s, V, tau);
+        double ltt = log_sum_exp(t, V, tau);
         sce += ls1 - s[targets[n]];
         for (int v = 0; v < V; v++) {
-            double lq = s[v] / tau - lst, lp = t[v] / tau - ltt, p = exp(lp);
+            double lq = s[v] / tau - lst, lp = t[v] / tau - ltt, p = exp(lp), q = exp(lq);
             skl += p * (lp - lq);
-            double g = (1 - alpha) * exp(s[v] - ls1) + alpha * tau * (exp(lq) - p);
+            double g = (1 - alpha) * (tau == 1 ? q : exp(s[v] - ls1)) + alpha * tau * (q - p);
             if (v == targets[n])
                 g -= 1 - alpha;
             d[v] = (float)(g / nv);

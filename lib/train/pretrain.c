@@ -29,7 +29,7 @@ static int distill_step(struct llm_pretrain *p, struct llm_model *m, float *l)
         rc = be->ops->download(be->ctx, p->zs, llm_model_logits(m), nv);
     if (!rc && (rc = llm_distill_grad(p->zs, p->zt, p->targets, p->B * p->T, m->cfg.vocab_size, p->alpha,
                                       p->tau, p->dz, &ce, &kl)) > 0) {
-        p->kl_sum += kl, p->ce_sum += ce, p->n_kl++;
+        p->kl_sum += kl, p->n_kl++;
         rc = 0;
     }
     return rc ? rc : llm_model_backward_dlogits(m, p->dz);
@@ -59,7 +59,7 @@ static cJSON *metrics(void *ctx)
     cJSON *o = cJSON_CreateObject();
     if (o)
         cJSON_AddNumberToObject(o, "distill_kl", p->kl_sum / p->n_kl);
-    p->kl_sum = p->ce_sum = 0, p->n_kl = 0;
+    p->kl_sum = 0, p->n_kl = 0;
     return o;
 }
 

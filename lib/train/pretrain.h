@@ -16,13 +16,13 @@ struct llm_pretrain {
     int32_t *tokens, *targets;      /* (B, T) host */
     struct llm_train_task task;     /* ctx = this struct */
     /* distillation (distill.teacher set): the teacher, its and the model's
-     * logits and the gradient (B*T, V) on the host, the KL and CE means of
-     * the micro-batches since the last metrics row */
+     * logits and the gradient (B*T, V) on the host, the sum of the
+     * micro-batches' mean KL since the last metrics row */
     struct llm_model teacher;
     int have_teacher;
     double alpha, tau;
     float *zs, *zt, *dz;
-    double kl_sum, ce_sum;
+    double kl_sum;
     int n_kl;
 };
 

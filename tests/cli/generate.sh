@@ -148,10 +148,14 @@ has "$T/specq.json" "--draft-quantize int8: acceptance rate reported" '"acceptan
 "$LLM" generate -m "$M" -p "the quick" -t 0 -n 30 --draft "$T/dq.llm" --draft-tokens 3 >"$T/specdq"
 if cmp -s "$T/specdq" "$T/plain"; then ok "--draft with an int8 checkpoint, greedy: the same text"
 else nok "--draft with an int8 checkpoint, greedy: the same text" "$(cat "$T/specdq")"; fi
-"$LLM" generate -m "$M" -p "the" -t 1 -n 20 --draft "$D" --draft-quantize int8 --seed 4 >"$T/sq1"
-"$LLM" generate -m "$M" -p "the" -t 1 -n 20 --draft "$T/dq.llm" --seed 4 >"$T/sq2"
-if cmp -s "$T/sq1" "$T/sq2"; then ok "--draft-quantize int8 = an int8 draft checkpoint (sampling, same seed)"
-else nok "--draft-quantize int8 = an int8 draft checkpoint" "$(cat "$T/sq1")" "$(cat "$T/sq2")"; fi
+# the flag reaches the draft's loader (whether the int8 kernel then runs
+# shows only in speed, bench/spec_parts --draft-int8: on these tiny models
+# the int8 draft's acceptances match the fp32 draft's, so no output tells)
+"$LLM" generate -m "$M" -p "the" -n 4 --draft "$D" --draft-quantize int8 >/dev/null 2>"$T/dqerr"
+"$LLM" generate -m "$M" -p "the" -n 4 --draft "$D" >/dev/null 2>"$T/dferr"
+if grep -q 'quantized [0-9]* weights to int8' "$T/dqerr" && ! grep -q 'quantized' "$T/dferr"; then
+    ok "--draft-quantize int8 quantizes the draft, and only with the flag"
+else nok "--draft-quantize int8 quantizes the draft, and only with the flag" "$(cat "$T/dqerr" "$T/dferr")"; fi
 fails "--draft-quantize int4" 2 "draft-quantize" "$LLM" generate -m "$M" -p hi --draft "$D" --draft-quantize int4
 fails "--draft-quantize without --draft" 2 "needs --draft" "$LLM" generate -m "$M" -p hi --draft-quantize int8
 

@@ -201,7 +201,7 @@ kl_last=$(tail -n 1 "$T/kd/metrics.jsonl" | sed -n 's/.*"distill_kl":[[:space:]]
 if [ -n "$kl_first" ] && [ -n "$kl_last" ] && awk "BEGIN { exit !($kl_last < 0.9 * $kl_first) }"; then
     ok "distillation: the KL to the teacher falls ($kl_first -> $kl_last)"
 else nok "distillation: the KL to the teacher falls" "first '$kl_first', last '$kl_last'"; fi
-has "$T/kd/config.json" "distillation: the run's config names the teacher" '"teacher"'
+has "$T/kd/config.json" "distillation: the run's config names the teacher" '"teacher":[[:space:]]*"[^"]*tiny/final.llm"'
 # shellcheck disable=SC2086
 fails "distill.teacher: a missing file" 1 "nope.llm" "$LLM" pretrain configs/tiny.json $DATA $KD \
     --set distill.teacher="$T/nope.llm" --set train.out_dir="$T/kd2"
