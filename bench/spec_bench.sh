@@ -19,6 +19,7 @@
 # (bench/spec_parts.c).
 #
 #   sh bench/spec_bench.sh       # ~45 min on 2 cores, ~40 of them training three models
+#   PMIN="0 0.3" sh bench/spec_bench.sh   # also with --draft-p-min 0.3
 #   CORPUS= TSTEPS=400 DSTEPS=400 TLR=3e-3 K="2 4" DRAFTQ=fp32 DRAFTS=draft ROUNDS=1 sh bench/spec_bench.sh  # the second run
 set -eu
 cd "$(dirname "$0")/.."
@@ -33,6 +34,7 @@ ROUNDS=${ROUNDS:-3}
 DRAFTQ=${DRAFTQ:-fp32 int8}
 DT=${DRAFT_THREADS:-1}      # the draft's threads (a 7 MB draft gains nothing from two)
 DRAFTS=${DRAFTS:-draft draft-kd}  # trained on the data alone; distilled from the target
+PMIN=${PMIN:-0}             # --draft-p-min values (0: always K tokens a round)
 # model keys over configs/tiny.json (d_model 128, 4 layers, d_ff 512, vocab 512):
 # the target, 10.9M parameters (43 MB in fp32: beyond L2, decode bound by
 # memory), and the draft, 1.9M (5.7x smaller)
@@ -94,19 +96,22 @@ for p in "$@"; do
     for dm in $DRAFTS; do for q in $DRAFTQ; do
         qf=""
         [ "$q" = int8 ] && qf="--draft-quantize int8"
-        for k in $KS; do
+        for k in $KS; do for pm in $PMIN; do
             base="" tps="" same=yes
-            for r in $(seq "$ROUNDS"); do
+            for _ in $(seq "$ROUNDS"); do
                 gen >"$OUT/plain.json"
                 # shellcheck disable=SC2086
-                gen --draft "$OUT/$dm/final.llm" --draft-tokens "$k" --draft-threads "$DT" $qf >"$OUT/spec.json"
+                gen --draft "$OUT/$dm/final.llm" --draft-tokens "$k" --draft-threads "$DT" --draft-p-min "$pm" \
+                    $qf >"$OUT/spec.json"
                 base=$(best "$(field "$OUT/plain.json" decode_tokens_per_s)" "$base")
                 tps=$(best "$(field "$OUT/spec.json" decode_tokens_per_s)" "$tps")
                 acc=$(field "$OUT/spec.json" acceptance_rate)
+                per=$(awk -v a="$(field "$OUT/spec.json" draft_proposed)" -v b="$(field "$OUT/spec.json" speculative_rounds)" \
+                    'BEGIN { printf "%.2f", a / b }')
                 [ "$(text "$OUT/spec.json")" = "$(text "$OUT/plain.json")" ] || same=no
             done
-            echo "RESULT prompt=$(echo "$p" | tr ' ' '_') draft=$dm/$q K=$k plain_tok_s=$base spec_tok_s=$tps speedup=$(awk "BEGIN{printf \"%.2f\", $tps/$base}") acceptance=$acc same_text=$same" | tee -a "$OUT/results.txt"
-        done
+            echo "RESULT prompt=$(echo "$p" | tr ' ' '_') draft=$dm/$q K=$k pmin=$pm plain_tok_s=$base spec_tok_s=$tps speedup=$(awk "BEGIN{printf \"%.2f\", $tps/$base}") acceptance=$acc proposed_per_round=$per same_text=$same" | tee -a "$OUT/results.txt"
+        done; done
     done; done
 done
 # the parts of a round: target step, target over K + 1 rows, draft step (the
@@ -118,7 +123,7 @@ for q in $DRAFTQ; do
     # shellcheck disable=SC2086
     "$BUILD/bench/spec_parts" "$OUT/target/final.llm" "$OUT/${DRAFTS%% *}/final.llm" $KS --draft-threads "$DT" $qf
 done
-awk '{ for (i = 1; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] } c = v["draft"] " K=" v["K"]
+awk '{ for (i = 1; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] } c = v["draft"] " K=" v["K"] " p_min=" v["pmin"]
        s[c] += v["speedup"]; n[c]++; ac[c] += v["acceptance"] }
      END { for (c in s) printf "%s: mean speed-up %.2fx, mean acceptance %.2f\n", c, s[c] / n[c], ac[c] / n[c] }' "$OUT/results.txt" | sort
 echo "load (end): $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -96,6 +96,7 @@ static cJSON *timing_json(const struct llm_gen_stats *s)
     cJSON_AddNumberToObject(t, "prefill_s", s->prefill_s);
     cJSON_AddNumberToObject(t, "decode_s", s->decode_s);
     if (s->draft_proposed > 0) {
+        cJSON_AddNumberToObject(t, "speculative_rounds", (double)s->decode_steps);
         cJSON_AddNumberToObject(t, "draft_proposed", (double)s->draft_proposed);
         cJSON_AddNumberToObject(t, "draft_accepted", (double)s->draft_accepted);
         cJSON_AddNumberToObject(t, "acceptance_rate", (double)s->draft_accepted / (double)s->draft_proposed);
@@ -131,7 +132,7 @@ int cmd_generate(int argc, char **argv)
     const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *prompts_path = NULL, *tok_path = NULL;
     const char *truncate = "error", *device = NULL, *draft = NULL, *quantize = NULL, *draft_quantize = NULL;
     struct llm_strlist stops = {0};
-    double temperature = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0;
+    double temperature = 1.0, top_p = 1.0, min_p = 0.0, rep = 1.0, draft_p_min = 0.0;
     long top_k = 0, max_tokens = 256, seed = 1, batch = 1, threads = 0, draft_tokens = 4, group = 32;
     long draft_threads = 0;
     int json = 0, no_eot = 0, no_special = 0;
@@ -153,6 +154,8 @@ int cmd_generate(int argc, char **argv)
         {"batch", 'b', LLM_OPT_INT, &batch, "N", "prompts decoded at once (default 1)"},
         {"draft", 0, LLM_OPT_STR, &draft, "CKPT", "speculative decoding with this smaller model (same vocabulary)"},
         {"draft-tokens", 0, LLM_OPT_INT, &draft_tokens, "K", "tokens the draft proposes per round (1..15, default 4)"},
+        {"draft-p-min", 0, LLM_OPT_F64, &draft_p_min, "P", "end a round's draft early when the draft's top "
+                                                            "probability falls below P (0 = off, default)"},
         {"draft-threads", 0, LLM_OPT_INT, &draft_threads, "N", "the draft's CPU threads (default: --threads; a small "
                                                                "draft's step is mostly fork/join, 1 can be faster)"},
         {"draft-quantize", 0, LLM_OPT_STR, &draft_quantize, "int8", "the draft decodes with int8 weights (--group's "
@@ -204,6 +207,10 @@ int cmd_generate(int argc, char **argv)
         rc = llm_err(LLM_EUSAGE, "--group: expected 32 or 64, got %ld", group);
     else if (draft_threads < 0 || draft_threads > 1024)
         rc = llm_err(LLM_EUSAGE, "--draft-threads: expected 0..1024, got %ld", draft_threads);
+    else if (!(draft_p_min >= 0 && draft_p_min <= 1))
+        rc = llm_err(LLM_EUSAGE, "--draft-p-min: expected 0..1, got %g", draft_p_min);
+    else if (draft_p_min > 0 && !draft)
+        rc = llm_err(LLM_EUSAGE, "--draft-p-min needs --draft");
     else if (draft_tokens < 1 || draft_tokens > 15)
         rc = llm_err(LLM_EUSAGE, "--draft-tokens: expected 1..15, got %ld", draft_tokens);
     else if (threads < 0)
@@ -224,6 +231,7 @@ int cmd_generate(int argc, char **argv)
         .truncate = !strcmp(truncate, "left") ? LLM_GEN_TRUNCATE_LEFT : LLM_GEN_TRUNCATE_ERROR,
         .allow_special = !no_special,
         .draft_tokens = (int)draft_tokens,
+        .draft_p_min = draft_p_min,
     };
     for (int i = 0; !rc && i < stops.n; i++)
         if (!stops.v[i][0])

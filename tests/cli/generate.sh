@@ -122,6 +122,21 @@ for k in 1 7; do
     if cmp -s "$T/spec$k" "$T/plain"; then ok "--draft-tokens $k, greedy: the same text"
     else nok "--draft-tokens $k, greedy: the same text" "$(cat "$T/spec$k")"; fi
 done
+# --draft-p-min: the draft stops once unsure, so rounds propose fewer than
+# K; the text is still the model's own
+for pm in 0 0.99; do
+    "$LLM" generate -m "$M" -p "the quick" -t 0 -n 30 --draft "$D" --draft-tokens 7 --draft-p-min $pm --json \
+        | tr -d '\n' >"$T/pm$pm.json"
+    raw "$T/pm$pm.json" completion "$T/pm$pm.txt"
+    if cmp -s "$T/pm$pm.txt" "$T/plain"; then ok "--draft-p-min $pm, greedy: the same text"
+    else nok "--draft-p-min $pm, greedy: the same text" "$(cat "$T/pm$pm.txt")"; fi
+done
+per_round() { awk -v p="$(num "$1" draft_proposed)" -v r="$(num "$1" speculative_rounds)" 'BEGIN { print (r > 0 ? p / r : -1) }'; }
+if [ "$(per_round "$T/pm0.json")" = 7 ] && awk -v x="$(per_round "$T/pm0.99.json")" 'BEGIN { exit !(x >= 1 && x < 7) }'
+then ok "--draft-p-min 0.99 proposes fewer tokens per round than K (0: always K)"
+else nok "--draft-p-min: tokens per round" "$(per_round "$T/pm0.json") and $(per_round "$T/pm0.99.json")"; fi
+fails "--draft-p-min 1.5" 2 "draft-p-min" "$LLM" generate -m "$M" -p hi --draft "$D" --draft-p-min 1.5
+fails "--draft-p-min without --draft" 2 "needs --draft" "$LLM" generate -m "$M" -p hi --draft-p-min 0.5
 "$LLM" generate -m "$M" -p "the" -t 1 -n 20 --draft "$D" --seed 4 >"$T/sd1"
 "$LLM" generate -m "$M" -p "the" -t 1 -n 20 --draft "$D" --seed 4 >"$T/sd2"
 if cmp -s "$T/sd1" "$T/sd2"; then ok "--draft, sampling: same seed, same text"; else nok "--draft, sampling: same seed"; fi

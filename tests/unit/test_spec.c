@@ -1,7 +1,7 @@
 /* test_spec.c: speculative sampling's accept/reject rule (speculative.h):
  * the emitted tokens are distributed as the target's p, whatever the draft's
- * q (checked by chi-square on a small vocabulary), and greedy rounds emit the
- * target's argmax. */
+ * q and however many tokens it chooses to propose (checked by chi-square on
+ * a small vocabulary), and greedy rounds emit the target's argmax. */
 #include "testutil.h"
 
 #include <math.h>
@@ -73,6 +73,46 @@ static void test_distribution(void **state)
     llm_sampler_release(&s);
 }
 
+/* A draft that stops early depending on what it drew (as --draft-p-min
+ * does: whether x_2 is proposed depends on the draft's state after x_1):
+ * here one token when x_1 = 0, else two. The first and second emitted
+ * tokens must still follow p_1 and p_2: when x_1 is accepted alone, the
+ * second token is the bonus, drawn from p_2 itself. */
+static void test_stopping(void **state)
+{
+    (void)state;
+    struct llm_sampler s;
+    struct llm_sampler_opts o = {.temperature = 1, .top_p = 1, .repetition_penalty = 1, .seed = 12};
+    assert_int_equal(llm_sampler_init(&s, &o), 0);
+    struct llm_rng draft;
+    llm_rng_seed(&draft, 6);
+    long first[V] = {0}, second[V] = {0}, n2 = 0, short_rounds = 0;
+    const long N = 40000;
+    float p[(K + 1) * V], q[K * V], scratch[V];
+    memcpy(p, P, sizeof(p));
+    memcpy(q, Q, sizeof(q));
+    for (long i = 0; i < N; i++) {
+        int32_t x[K], out[K + 1];
+        x[0] = draw(&draft, Q[0]);
+        int k = x[0] == 0 ? 1 : 2;
+        if (k == 2)
+            x[1] = draw(&draft, Q[1]);
+        short_rounds += k == 1;
+        int n, a;
+        assert_int_equal(llm_spec_round(&s, p, q, x, k, V, scratch, out, &n, &a), 0);
+        assert_true(n == (a < k ? a + 1 : k + 1));
+        first[out[0]]++;
+        if (n >= 2)
+            second[out[1]]++, n2++;
+    }
+    double c1 = chi2(first, P[0], N), c2 = chi2(second, P[1], n2);
+    if (c1 > 16.27 || c2 > 16.27)
+        fail_msg("with a stopping draft, emitted tokens are not distributed as p: chi2 %.2f, %.2f (n=%ld)", c1,
+                 c2, n2);
+    assert_true(short_rounds > N / 3 && short_rounds < N / 2); /* q_1(0) = 0.4 */
+    llm_sampler_release(&s);
+}
+
 /* One-hot p and q (greedy on both): the emitted tokens are the target's
  * argmaxes, the draft's accepted while they agree. */
 static void test_greedy(void **state)
@@ -110,6 +150,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distribution),
+        cmocka_unit_test(test_stopping),
         cmocka_unit_test(test_greedy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

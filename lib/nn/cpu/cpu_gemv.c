@@ -33,7 +33,7 @@
  * Optimized path (AVX2 + FMA): the outputs are cut in blocks of 4 and the
  * blocks split over the OpenMP threads statically (contiguous ranges, so each
  * thread streams one run of w). In each block:
- *  - the first 4 rows of x (or all N if fewer) take the 4 weight rows one at
+ *  - the first 4 rows of x (all N when N <= 6) take the 4 weight rows one at
  *    a time, in address order (kernel R x 1: 2R accumulators, 2 w loads and
  *    2R x loads per 16 columns). This is the pass that reads w from memory,
  *    and a thread reading one sequential stream gets the most out of the
@@ -65,6 +65,14 @@
 #define OBLK 4
 /* Rows of x per register block. */
 #define RBLK 4
+/* Rows of x the streaming pass (kern R x 1) takes at most: N <= RSTREAM rows
+ * all go through it, so 5 or 6 rows (speculative decoding's verification at
+ * K = 4, 5) read w once with no second pass over cached rows (a leftover row
+ * alone in kern_halves 1 x 4 cost almost as much as the first four: 10.9M
+ * weights at 2 threads, N = 5 1.33 ms against 1.41 before, N = 6 1.47 against
+ * 1.62). 2 x 6 accumulators and 2 weight vectors fit the 16 ymm registers,
+ * x being an FMA memory operand. */
+#define RSTREAM 6
 
 /* ---- reference --------------------------------------------------------- */
 
@@ -105,8 +113,8 @@ AVX2_INLINE float hsum8(__m256 v)
 AVX2_INLINE void kern(int R, int O, float *out, const float *x, const float *w,
                       const float *bias, int C, int C16, __m256i t0, __m256i t1, int OC)
 {
-    __m256 acc[RBLK][OBLK][2];
-#pragma GCC unroll 4
+    __m256 acc[RSTREAM][OBLK][2];
+#pragma GCC unroll 6
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++)
@@ -118,7 +126,7 @@ AVX2_INLINE void kern(int R, int O, float *out, const float *x, const float *w,
             wv[o][0] = _mm256_loadu_ps(w + (size_t)o * C + i);
             wv[o][1] = _mm256_loadu_ps(w + (size_t)o * C + i + 8);
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int r = 0; r < R; r++) {
             __m256 x0 = _mm256_loadu_ps(x + (size_t)r * C + i);
             __m256 x1 = _mm256_loadu_ps(x + (size_t)r * C + i + 8);
@@ -136,7 +144,7 @@ AVX2_INLINE void kern(int R, int O, float *out, const float *x, const float *w,
             wv[o][0] = _mm256_maskload_ps(w + (size_t)o * C + C16, t0);
             wv[o][1] = _mm256_maskload_ps(w + (size_t)o * C + C16 + 8, t1);
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int r = 0; r < R; r++) {
             __m256 x0 = _mm256_maskload_ps(x + (size_t)r * C + C16, t0);
             __m256 x1 = _mm256_maskload_ps(x + (size_t)r * C + C16 + 8, t1);
@@ -147,7 +155,7 @@ AVX2_INLINE void kern(int R, int O, float *out, const float *x, const float *w,
             }
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
@@ -217,7 +225,7 @@ AVX2_INLINE void kern_halves(int R, int O, float *out, const float *x, const flo
 }
 
 /* All N rows through the outputs o0 .. o0+O-1 (O <= OBLK). The first RBLK
- * rows take the weight rows one at a time, in address order (the pass that
+ * rows (all of them when N <= RSTREAM) take the weight rows one at a time, in address order (the pass that
  * reads w from memory: one sequential stream, see the top of the file); the
  * rows after that find the O weight rows in L1/L2 and take them in register
  * blocks of 4 x 2 (kern_halves). */
@@ -225,11 +233,13 @@ AVX2_INLINE void oblock_avx2(int O, float *out, const float *x, const float *w,
                              const float *bias, int N, int C, int C16, __m256i t0,
                              __m256i t1, int OC)
 {
-    int R0 = N < RBLK ? N : RBLK;
+    int R0 = N <= RSTREAM ? N : RBLK;
     for (int o = 0; o < O; o++) {
         const float *wo = w + (size_t)o * C;
         const float *bo = bias ? bias + o : NULL;
         switch (R0) {
+        case 6: kern(6, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
+        case 5: kern(5, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
         case 4: kern(4, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
         case 3: kern(3, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
         case 2: kern(2, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
