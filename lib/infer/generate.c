@@ -299,12 +299,15 @@ static float top_prob(const float *l, int V)
  * sampler, the same transforms), the target scores [next, x_1..x_K] in one
  * pass of at most LLM_INFER_ROWS rows (the bits of decoding them one by one),
  * llm_spec_round accepts a prefix and adds one token, both caches are cut
- * back to what was accepted. With draft_p_min the draft stops early when it
- * is unsure of its next token (llama.cpp's speculative example does the
- * same with its p_min): fewer wasted draft steps and verified rows. Still
- * exact: whether x_(i+1) is proposed depends only on the draft's state after
- * x_1..x_i, and at each position the target either judges a proposal or
- * draws the bonus token, both of which emit its distribution. */
+ * back to what was accepted. With draft_p_min the round ends after the
+ * first token the draft was unsure of (its top probability below p_min; a
+ * wrong guess is likely there, and every later proposal would be wasted
+ * with it). llama.cpp's speculative example drops that token instead, which
+ * costs the draft step that found it unsure; here it is proposed, so a round
+ * of k proposals still costs k draft passes. Still exact: whether x_(i+1) is
+ * proposed depends only on the draft's state after x_1..x_i, and at each
+ * position the target either judges a proposal or draws the bonus token,
+ * both of which emit its distribution. */
 static int speculate(struct gen *g, int32_t *prompt, int nprompt)
 {
     const struct llm_gen_opts *o = g->o;
@@ -346,17 +349,16 @@ static int speculate(struct gen *g, int32_t *prompt, int nprompt)
             in[nin++] = pend;
         in[nin++] = s->next;
         rc = llm_infer_prefill(g->dx, 0, in, nin, lg, 0);
-        int dec = k - 1; /* drafted tokens the draft's cache holds */
         for (int i = 0; !rc && i < k; i++) {
-            if (i > 0 && o->draft_p_min > 0 && top_prob(lg, V) < o->draft_p_min) {
-                k = dec = i; /* unsure of x_(i+1): the target takes over here (x_1..x_i all decoded) */
-                break;
-            }
+            /* unsure of x_(i+1): propose it, then let the target take over */
+            int last = o->draft_p_min > 0 && top_prob(lg, V) < o->draft_p_min;
             rc = llm_sampler_probs(&ds.o, lg, V, s->hist, s->nhist, q + (size_t)i * V);
             if (!rc)
                 rc = llm_sampler_draw(&ds, q + (size_t)i * V, V, &x[i]);
             if (!rc)
                 rc = push_id(s, x[i]); /* the history the next rows are penalized with */
+            if (!rc && last)
+                k = i + 1;
             if (!rc && i + 1 < k) {
                 int slot = 0;
                 rc = llm_infer_decode(g->dx, &slot, &x[i], 1, lg);
@@ -390,7 +392,7 @@ static int speculate(struct gen *g, int32_t *prompt, int nprompt)
                 rc = llm_infer_truncate(g->dx, 0, keep);
                 pend = -1;
             } else {
-                pend = dec == k ? -1 : x[k - 1];
+                pend = x[k - 1];
             }
         }
         for (int i = 0; !rc && i < n && s->prompt >= 0; i++) {

@@ -33,9 +33,9 @@ struct llm_gen_opts {
      * scores them in one pass. Prompts then run one at a time (batch 1). */
     struct llm_model *draft;    /* NULL = none */
     int draft_tokens;
-    double draft_p_min;         /* stop a round's drafting early, once the draft's most likely next token
-                                 * has probability < draft_p_min (softmax of its raw logits; at least
-                                 * one token is proposed); 0 = always draft_tokens */
+    double draft_p_min;         /* end a round's draft early: a token drawn where the draft's most likely
+                                 * token has probability < draft_p_min (softmax of its raw logits) is the
+                                 * round's last; 0 = always draft_tokens */
     const struct llm_q8 *draft_q8; /* int8 weights of the draft (a cheaper proposal; exactness is the
                                     * target's), or NULL */
     const struct llm_q8 *q8;    /* int8 weights of the model for decoding (quant.h), or NULL */

@@ -73,9 +73,9 @@ static void test_distribution(void **state)
     llm_sampler_release(&s);
 }
 
-/* A draft that stops early depending on what it drew (as --draft-p-min
- * does: whether x_2 is proposed depends on the draft's state after x_1):
- * here one token when x_1 = 0, else two. The first and second emitted
+/* A draft that stops early depending on what it drew: one token when
+ * x_1 = 0, else two. (--draft-p-min's rule depends on less: whether x_2 is
+ * proposed depends on the distribution x_1 was drawn from.) The first and second emitted
  * tokens must still follow p_1 and p_2: when x_1 is accepted alone, the
  * second token is the bonus, drawn from p_2 itself. */
 static void test_stopping(void **state)
