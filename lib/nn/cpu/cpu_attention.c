@@ -352,10 +352,10 @@ int cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, con
         float *sc = scratch(nt, (size_t)T, "attention scores");
         if (!sc)
             return LLM_ENOMEM;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int bh = 0; bh < B * NH; bh++)
-            attn_fwd_ref_head(&d, out, lse, q, k, v, bh / NH, bh % NH,
-                              sc + (size_t)omp_get_thread_num() * T);
+        CPU_PARFOR(nt,
+            for (int bh = 0; bh < B * NH; bh++)
+                attn_fwd_ref_head(&d, out, lse, q, k, v, bh / NH, bh % NH,
+                                  sc + (size_t)omp_get_thread_num() * T););
         free(sc);
         return 0;
     }
@@ -763,28 +763,28 @@ static int rope(const struct cpu_ctx *c, float *x, const int32_t *pos, int B, in
     for (int i = 0; i < n; i++)
         freq[i] = pow((double)theta, -2.0 * i / rot_dims);
     /* a sincos costs some 20 multiply-adds; decode (T = 1) stays on one thread */
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)P * n * 20)) schedule(static)
-    for (int p = 0; p < P; p++)
-        for (int i = 0; i < n; i++) {
-            double a = ((double)pos0 + p) * freq[i], sa, ca;
-            sincos(a, &sa, &ca);
-            cs[(size_t)p * n + i] = (float)ca;
-            sn[(size_t)p * n + i] = (float)(sign * sa);
-        }
-    long rows = (long)B * T;
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)rows * H * rot_dims)) schedule(static)
-    for (long r = 0; r < rows; r++) {
-        int p = pos ? pos[r] : (int)(r % T);
-        const float *cr = cs + (size_t)p * n, *sr = sn + (size_t)p * n;
-        for (int h = 0; h < H; h++) {
-            float *xr = x + ((size_t)r * H + h) * HS;
+    CPU_PARFOR(cpu_nthreads(c, (size_t)P * n * 20),
+        for (int p = 0; p < P; p++)
             for (int i = 0; i < n; i++) {
-                float x0 = xr[i], x1 = xr[i + n];
-                xr[i] = x0 * cr[i] - x1 * sr[i];
-                xr[i + n] = x1 * cr[i] + x0 * sr[i];
+                double a = ((double)pos0 + p) * freq[i], sa, ca;
+                sincos(a, &sa, &ca);
+                cs[(size_t)p * n + i] = (float)ca;
+                sn[(size_t)p * n + i] = (float)(sign * sa);
+            });
+    long rows = (long)B * T;
+    CPU_PARFOR(cpu_nthreads(c, (size_t)rows * H * rot_dims),
+        for (long r = 0; r < rows; r++) {
+            int p = pos ? pos[r] : (int)(r % T);
+            const float *cr = cs + (size_t)p * n, *sr = sn + (size_t)p * n;
+            for (int h = 0; h < H; h++) {
+                float *xr = x + ((size_t)r * H + h) * HS;
+                for (int i = 0; i < n; i++) {
+                    float x0 = xr[i], x1 = xr[i + n];
+                    xr[i] = x0 * cr[i] - x1 * sr[i];
+                    xr[i + n] = x1 * cr[i] + x0 * sr[i];
+                }
             }
-        }
-    }
+        });
     free(cs);
     free(freq);
     return 0;

@@ -79,17 +79,17 @@
 static void linear_rows_ref(const struct cpu_ctx *c, float *out, const float *x, const float *w,
                             const float *bias, int N, int C, int OC)
 {
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int o = 0; o < OC; o++) {
-        const float *wr = w + (size_t)o * C;
-        for (int n = 0; n < N; n++) {
-            const float *xr = x + (size_t)n * C;
-            float acc = 0.0f;
-            for (int i = 0; i < C; i++)
-                acc += xr[i] * wr[i];
-            out[(size_t)n * OC + o] = bias ? acc + bias[o] : acc;
-        }
-    }
+    CPU_PARFOR(c->threads,
+        for (int o = 0; o < OC; o++) {
+            const float *wr = w + (size_t)o * C;
+            for (int n = 0; n < N; n++) {
+                const float *xr = x + (size_t)n * C;
+                float acc = 0.0f;
+                for (int i = 0; i < C; i++)
+                    acc += xr[i] * wr[i];
+                out[(size_t)n * OC + o] = bias ? acc + bias[o] : acc;
+            }
+        });
 }
 
 /* ---- AVX2 + FMA -------------------------------------------------------- */
@@ -286,13 +286,13 @@ AVX2_FN static void linear_rows_avx2(const struct cpu_ctx *c, float *out, const 
     int nblk = (OC + OBLK - 1) / OBLK;
     /* weights touched decide the threads (the x reuse is cache traffic) */
     int nt = cpu_nthreads(c, (size_t)OC * C);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int b = 0; b < nblk; b++) {
-        int o0 = b * OBLK;
-        int O = OC - o0 < OBLK ? OC - o0 : OBLK;
-        oblock_avx2(O, out + o0, x, w + (size_t)o0 * C, bias ? bias + o0 : NULL, N, C, C16, t0, t1,
-                    OC);
-    }
+    CPU_PARFOR(nt,
+        for (int b = 0; b < nblk; b++) {
+            int o0 = b * OBLK;
+            int O = OC - o0 < OBLK ? OC - o0 : OBLK;
+            oblock_avx2(O, out + o0, x, w + (size_t)o0 * C, bias ? bias + o0 : NULL, N, C, C16, t0, t1,
+                        OC);
+        });
 }
 
 /* ---- portable fallback (no AVX2 + FMA) ---------------------------------- */
@@ -317,12 +317,12 @@ static void linear_rows_plain(const struct cpu_ctx *c, float *out, const float *
 {
     int nt = cpu_nthreads(c, (size_t)OC * C);
     /* each weight row once from memory, then from L1 for the N rows */
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int o = 0; o < OC; o++)
-        for (int n = 0; n < N; n++) {
-            float s = dot_lanes(x + (size_t)n * C, w + (size_t)o * C, C);
-            out[(size_t)n * OC + o] = bias ? s + bias[o] : s;
-        }
+    CPU_PARFOR(nt,
+        for (int o = 0; o < OC; o++)
+            for (int n = 0; n < N; n++) {
+                float s = dot_lanes(x + (size_t)n * C, w + (size_t)o * C, C);
+                out[(size_t)n * OC + o] = bias ? s + bias[o] : s;
+            });
 }
 
 int cpu_linear_rows(void *ctx, float *out, const float *x, const float *w, const float *bias, int N,

@@ -28,6 +28,25 @@ static inline int cpu_nthreads(const struct cpu_ctx *c, size_t work)
     return work < CPU_PAR_MIN ? 1 : c->threads;
 }
 
+/* CPU_PARFOR(nt, for-statement): the loop on nt OpenMP threads (static
+ * schedule), or as a plain loop when nt <= 1. Why not always through
+ * OpenMP: a parallel region costs ~1.3 us even with one thread (libgomp
+ * ends it with a barrier whose futex wake is a system call: 1.34 us against
+ * 0.04 us for the bare loop, this VM, /tmp/omp2.c in bench/README.md), which
+ * is as much as the small ops of a decode step take; a one-thread draft
+ * model spent about half its step there. Either way each iteration runs
+ * whole on one thread, so no result depends on which branch ran. */
+#define CPU_PARFOR(nt, ...)                                                          \
+    do {                                                                           \
+        int cpu_parfor_nt_ = (nt);                                                 \
+        if (cpu_parfor_nt_ > 1) {                                                  \
+            _Pragma("omp parallel for num_threads(cpu_parfor_nt_) schedule(static)") \
+            __VA_ARGS__                                                            \
+        } else {                                                                   \
+            __VA_ARGS__                                                            \
+        }                                                                          \
+    } while (0)
+
 /* cpu_ops.c: vector math shared by the CPU op files. cpu_has_avx2: 1 when
  * the CPU runs AVX2 + FMA (the fast paths), checked once at run time.
  * cpu_exp_row: y[j] = exp(a x[j] - b) for j < n (y may be x, or NULL: only

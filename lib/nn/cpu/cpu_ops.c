@@ -351,25 +351,25 @@ static void colsum_add(const struct cpu_ctx *c, float *dst, const float *src, in
 {
     if (cpu_has_avx2()) {
         int nch = (C + COLSUM_W - 1) / COLSUM_W;
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
-        for (int k = 0; k < nch; k++)
-            colsum_avx2(dst + COLSUM_W * k, src + COLSUM_W * k, N,
-                        C - COLSUM_W * k < COLSUM_W ? C - COLSUM_W * k : COLSUM_W, ld);
+        CPU_PARFOR(cpu_nthreads(c, (size_t)N * C),
+            for (int k = 0; k < nch; k++)
+                colsum_avx2(dst + COLSUM_W * k, src + COLSUM_W * k, N,
+                            C - COLSUM_W * k < COLSUM_W ? C - COLSUM_W * k : COLSUM_W, ld););
         return;
     }
     int nchunks = (C + CPU_COL_CHUNK - 1) / CPU_COL_CHUNK;
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
-    for (int k = 0; k < nchunks; k++) {
-        int i0 = k * CPU_COL_CHUNK, i1 = i0 + CPU_COL_CHUNK < C ? i0 + CPU_COL_CHUNK : C;
-        float acc[CPU_COL_CHUNK] = {0};
-        for (int n = 0; n < N; n++) {
-            const float *row = src + (size_t)n * ld;
+    CPU_PARFOR(cpu_nthreads(c, (size_t)N * C),
+        for (int k = 0; k < nchunks; k++) {
+            int i0 = k * CPU_COL_CHUNK, i1 = i0 + CPU_COL_CHUNK < C ? i0 + CPU_COL_CHUNK : C;
+            float acc[CPU_COL_CHUNK] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *row = src + (size_t)n * ld;
+                for (int i = i0; i < i1; i++)
+                    acc[i - i0] += row[i];
+            }
             for (int i = i0; i < i1; i++)
-                acc[i - i0] += row[i];
-        }
-        for (int i = i0; i < i1; i++)
-            dst[i] += acc[i - i0];
-    }
+                dst[i] += acc[i - i0];
+        });
 }
 
 /* ------------------------------------------------------------------------ */
@@ -389,9 +389,9 @@ int cpu_embedding_forward(void *ctx, float *out, const int32_t *tokens, const fl
             return llm_err(LLM_EINVAL, "token id %d at position %d is outside the vocabulary (%d)",
                            tokens[n], n, V);
     /* out[n,:] = wte[tokens[n],:]  (N, C) <- (V, C) */
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
-    for (int n = 0; n < N; n++)
-        memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
+    CPU_PARFOR(cpu_nthreads(c, (size_t)N * C),
+        for (int n = 0; n < N; n++)
+            memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float)););
     return 0;
 }
 
@@ -412,16 +412,16 @@ int cpu_embedding_backward(void *ctx, float *dwte, const float *dout, const int3
     if (c->ref)
         nchunks = 1;
     int chunk = c->ref ? C : CPU_COL_CHUNK;
-#pragma omp parallel for num_threads(c->ref ? 1 : cpu_nthreads(c, (size_t)N * C)) schedule(static)
-    for (int k = 0; k < nchunks; k++) {
-        int i0 = k * chunk, i1 = i0 + chunk < C ? i0 + chunk : C;
-        for (int n = 0; n < N; n++) {
-            float *dst = dwte + (size_t)tokens[n] * C;
-            const float *src = dout + (size_t)n * C;
-            for (int i = i0; i < i1; i++)
-                dst[i] += src[i];
-        }
-    }
+    CPU_PARFOR(c->ref ? 1 : cpu_nthreads(c, (size_t)N * C),
+        for (int k = 0; k < nchunks; k++) {
+            int i0 = k * chunk, i1 = i0 + chunk < C ? i0 + chunk : C;
+            for (int n = 0; n < N; n++) {
+                float *dst = dwte + (size_t)tokens[n] * C;
+                const float *src = dout + (size_t)n * C;
+                for (int i = i0; i < i1; i++)
+                    dst[i] += src[i];
+            }
+        });
     return 0;
 }
 
@@ -459,13 +459,13 @@ int cpu_add_positions(void *ctx, float *x, const float *wpe, const int32_t *pos,
         return rc;
     /* x[b,t,:] += wpe[p(b,t),:]  (B, T, C) */
     int rows = B * T;
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)rows * C)) schedule(static)
-    for (int r = 0; r < rows; r++) {
-        float *xr = x + (size_t)r * C;
-        const float *pr = wpe + (size_t)(pos0 + (pos ? pos[r] : r % T)) * C;
-        for (int i = 0; i < C; i++)
-            xr[i] += pr[i];
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)rows * C),
+        for (int r = 0; r < rows; r++) {
+            float *xr = x + (size_t)r * C;
+            const float *pr = wpe + (size_t)(pos0 + (pos ? pos[r] : r % T)) * C;
+            for (int i = 0; i < C; i++)
+                xr[i] += pr[i];
+        });
     return 0;
 }
 
@@ -479,15 +479,15 @@ int cpu_add_positions_backward(void *ctx, float *dwpe, const float *dx, const in
     int nt = c->ref ? 1 : cpu_nthreads(c, (size_t)B * T * C);
     if (!pos) {
         /* dwpe[pos0 + t,:] += sum_b dx[b,t,:]: one thread per t, b in order. */
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int t = 0; t < T; t++) {
-            float *dp = dwpe + (size_t)(pos0 + t) * C;
-            for (int b = 0; b < B; b++) {
-                const float *dr = dx + ((size_t)b * T + t) * C;
-                for (int i = 0; i < C; i++)
-                    dp[i] += dr[i];
-            }
-        }
+        CPU_PARFOR(nt,
+            for (int t = 0; t < T; t++) {
+                float *dp = dwpe + (size_t)(pos0 + t) * C;
+                for (int b = 0; b < B; b++) {
+                    const float *dr = dx + ((size_t)b * T + t) * C;
+                    for (int i = 0; i < C; i++)
+                        dp[i] += dr[i];
+                }
+            });
         return 0;
     }
     /* Packed: rows of different t share a position, so threads split the
@@ -521,36 +521,36 @@ int cpu_layernorm_forward(void *ctx, float *out, float *mean, float *rstd, const
      * s = 1 / sqrt(var + eps); out = (x - mu) * s * w + b. mean and rstd (N)
      * are saved for the backward pass unless NULL (inference). */
     if (!c->ref && cpu_has_avx2()) {
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
-        for (int n = 0; n < N; n++)
-            norm_fwd_row_avx2(out + (size_t)n * C, mean ? mean + n : NULL, rstd ? rstd + n : NULL,
-                              x + (size_t)n * C, w, b, C, eps, 1);
+        CPU_PARFOR(cpu_nthreads(c, (size_t)N * C),
+            for (int n = 0; n < N; n++)
+                norm_fwd_row_avx2(out + (size_t)n * C, mean ? mean + n : NULL, rstd ? rstd + n : NULL,
+                                  x + (size_t)n * C, w, b, C, eps, 1););
         return 0;
     }
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        float sum = 0.0f;
-        for (int i = 0; i < C; i++)
-            sum += xr[i];
-        float mu = sum / (float)C;
-        float var = 0.0f;
-        for (int i = 0; i < C; i++) {
-            float d = xr[i] - mu;
-            var += d * d;
-        }
-        var /= (float)C;
-        float s = 1.0f / sqrtf(var + eps);
-        for (int i = 0; i < C; i++) {
-            float y = (xr[i] - mu) * s * w[i];
-            o[i] = b ? y + b[i] : y;
-        }
-        if (mean)
-            mean[n] = mu;
-        if (rstd)
-            rstd[n] = s;
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)N * C),
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C;
+            float *o = out + (size_t)n * C;
+            float sum = 0.0f;
+            for (int i = 0; i < C; i++)
+                sum += xr[i];
+            float mu = sum / (float)C;
+            float var = 0.0f;
+            for (int i = 0; i < C; i++) {
+                float d = xr[i] - mu;
+                var += d * d;
+            }
+            var /= (float)C;
+            float s = 1.0f / sqrtf(var + eps);
+            for (int i = 0; i < C; i++) {
+                float y = (xr[i] - mu) * s * w[i];
+                o[i] = b ? y + b[i] : y;
+            }
+            if (mean)
+                mean[n] = mu;
+            if (rstd)
+                rstd[n] = s;
+        });
     return 0;
 }
 
@@ -640,23 +640,23 @@ static int norm_backward(struct cpu_ctx *c, float *dx, float *dw, float *db, con
     float *pw_all = dw ? part : NULL;
     float *pb_all = db ? part + (dw ? (size_t)nblk * C : 0) : NULL;
     int avx2 = cpu_has_avx2();
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
-    for (int k = 0; k < nblk; k++) {
-        float *pw = pw_all ? pw_all + (size_t)k * C : NULL;
-        float *pb = pb_all ? pb_all + (size_t)k * C : NULL;
-        int n1 = (k + 1) * ROW_BLOCK < N ? (k + 1) * ROW_BLOCK : N;
-        for (int n = k * ROW_BLOCK; n < n1; n++) {
-            size_t o = (size_t)n * C;
-            if (avx2)
-                norm_bwd_row_avx2(dx ? dx + o : NULL, pw, pb, dout + o, x + o, w,
-                                  mean ? mean[n] : 0.0f, rstd[n], C, mean != NULL);
-            else if (mean)
-                layernorm_backward_row(dx ? dx + o : NULL, pw, pb, dout + o, x + o, w, mean[n],
-                                       rstd[n], C);
-            else
-                rmsnorm_backward_row(dx ? dx + o : NULL, pw, dout + o, x + o, w, rstd[n], C);
-        }
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)N * C),
+        for (int k = 0; k < nblk; k++) {
+            float *pw = pw_all ? pw_all + (size_t)k * C : NULL;
+            float *pb = pb_all ? pb_all + (size_t)k * C : NULL;
+            int n1 = (k + 1) * ROW_BLOCK < N ? (k + 1) * ROW_BLOCK : N;
+            for (int n = k * ROW_BLOCK; n < n1; n++) {
+                size_t o = (size_t)n * C;
+                if (avx2)
+                    norm_bwd_row_avx2(dx ? dx + o : NULL, pw, pb, dout + o, x + o, w,
+                                      mean ? mean[n] : 0.0f, rstd[n], C, mean != NULL);
+                else if (mean)
+                    layernorm_backward_row(dx ? dx + o : NULL, pw, pb, dout + o, x + o, w, mean[n],
+                                           rstd[n], C);
+                else
+                    rmsnorm_backward_row(dx ? dx + o : NULL, pw, dout + o, x + o, w, rstd[n], C);
+            }
+        });
     if (dw)
         add_block_partials(c, dw, pw_all, nblk, C);
     if (db)
@@ -687,25 +687,25 @@ int cpu_rmsnorm_forward(void *ctx, float *out, float *rstd, const float *x, cons
         return rc;
     /* s = 1 / sqrt(sum x^2 / C + eps); out = x * s * w; rstd[n] = s unless NULL. */
     if (!c->ref && cpu_has_avx2()) {
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
-        for (int n = 0; n < N; n++)
-            norm_fwd_row_avx2(out + (size_t)n * C, NULL, rstd ? rstd + n : NULL, x + (size_t)n * C,
-                              w, NULL, C, eps, 0);
+        CPU_PARFOR(cpu_nthreads(c, (size_t)N * C),
+            for (int n = 0; n < N; n++)
+                norm_fwd_row_avx2(out + (size_t)n * C, NULL, rstd ? rstd + n : NULL, x + (size_t)n * C,
+                                  w, NULL, C, eps, 0););
         return 0;
     }
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        float ss = 0.0f;
-        for (int i = 0; i < C; i++)
-            ss += xr[i] * xr[i];
-        float s = 1.0f / sqrtf(ss / (float)C + eps);
-        for (int i = 0; i < C; i++)
-            o[i] = xr[i] * s * w[i];
-        if (rstd)
-            rstd[n] = s;
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)N * C),
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C;
+            float *o = out + (size_t)n * C;
+            float ss = 0.0f;
+            for (int i = 0; i < C; i++)
+                ss += xr[i] * xr[i];
+            float s = 1.0f / sqrtf(ss / (float)C + eps);
+            for (int i = 0; i < C; i++)
+                o[i] = xr[i] * s * w[i];
+            if (rstd)
+                rstd[n] = s;
+        });
     return 0;
 }
 
@@ -843,17 +843,17 @@ int cpu_matmul_forward(void *ctx, float *out, const float *x, const float *w, co
         return 0;
     if (c->ref) {
         /* out[n,o] = bias[o] + sum_i x[n,i] w[o,i] */
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-        for (int n = 0; n < N; n++) {
-            const float *xr = x + (size_t)n * C;
-            for (int o = 0; o < OC; o++) {
-                const float *wr = w + (size_t)o * C;
-                float acc = bias ? bias[o] : 0.0f;
-                for (int i = 0; i < C; i++)
-                    acc += xr[i] * wr[i];
-                out[(size_t)n * OC + o] = acc;
-            }
-        }
+        CPU_PARFOR(c->threads,
+            for (int n = 0; n < N; n++) {
+                const float *xr = x + (size_t)n * C;
+                for (int o = 0; o < OC; o++) {
+                    const float *wr = w + (size_t)o * C;
+                    float acc = bias ? bias[o] : 0.0f;
+                    for (int i = 0; i < C; i++)
+                        acc += xr[i] * wr[i];
+                    out[(size_t)n * OC + o] = acc;
+                }
+            });
         return 0;
     }
     /* out (N, OC) = x (N, C) @ w^T (C, OC) [+ bias] */
@@ -873,35 +873,35 @@ int cpu_matmul_backward(void *ctx, float *dx, float *dw, float *dbias, const flo
     if (c->ref) {
         /* dx[n,i] = sum_o dout[n,o] w[o,i] (written) */
         if (dx) {
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-            for (int n = 0; n < N; n++) {
-                const float *dr = dout + (size_t)n * OC;
-                for (int i = 0; i < C; i++) {
-                    float acc = 0.0f;
-                    for (int o = 0; o < OC; o++)
-                        acc += dr[o] * w[(size_t)o * C + i];
-                    dx[(size_t)n * C + i] = acc;
-                }
-            }
+            CPU_PARFOR(c->threads,
+                for (int n = 0; n < N; n++) {
+                    const float *dr = dout + (size_t)n * OC;
+                    for (int i = 0; i < C; i++) {
+                        float acc = 0.0f;
+                        for (int o = 0; o < OC; o++)
+                            acc += dr[o] * w[(size_t)o * C + i];
+                        dx[(size_t)n * C + i] = acc;
+                    }
+                });
         }
         /* dw[o,i] += sum_n dout[n,o] x[n,i];  dbias[o] += sum_n dout[n,o] */
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-        for (int o = 0; o < OC; o++) {
-            if (dw) {
-                for (int i = 0; i < C; i++) {
+        CPU_PARFOR(c->threads,
+            for (int o = 0; o < OC; o++) {
+                if (dw) {
+                    for (int i = 0; i < C; i++) {
+                        float acc = 0.0f;
+                        for (int n = 0; n < N; n++)
+                            acc += dout[(size_t)n * OC + o] * x[(size_t)n * C + i];
+                        dw[(size_t)o * C + i] += acc;
+                    }
+                }
+                if (dbias) {
                     float acc = 0.0f;
                     for (int n = 0; n < N; n++)
-                        acc += dout[(size_t)n * OC + o] * x[(size_t)n * C + i];
-                    dw[(size_t)o * C + i] += acc;
+                        acc += dout[(size_t)n * OC + o];
+                    dbias[o] += acc;
                 }
-            }
-            if (dbias) {
-                float acc = 0.0f;
-                for (int n = 0; n < N; n++)
-                    acc += dout[(size_t)n * OC + o];
-                dbias[o] += acc;
-            }
-        }
+            });
         return 0;
     }
     /* dx (N, C) = dout (N, OC) @ w (OC, C) */
@@ -948,27 +948,27 @@ int cpu_activation_forward(void *ctx, int kind, float *out, const float *x, size
     int nt = cpu_nthreads(c, n);
     switch (kind) {
     case LLM_ACT_RELU: /* max(x, 0) */
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        CPU_PARFOR(nt,
+            for (size_t i = 0; i < n; i++)
+                out[i] = x[i] > 0.0f ? x[i] : 0.0f;);
         return 0;
     case LLM_ACT_GELU:
         if (!c->ref && cpu_has_avx2()) {
             size_t nb = (n + EW_BLOCK - 1) / EW_BLOCK;
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (size_t k = 0; k < nb; k++)
-                gelu_avx2(out + k * EW_BLOCK, x + k * EW_BLOCK,
-                          n - k * EW_BLOCK < EW_BLOCK ? n - k * EW_BLOCK : EW_BLOCK, NULL);
+            CPU_PARFOR(nt,
+                for (size_t k = 0; k < nb; k++)
+                    gelu_avx2(out + k * EW_BLOCK, x + k * EW_BLOCK,
+                              n - k * EW_BLOCK < EW_BLOCK ? n - k * EW_BLOCK : EW_BLOCK, NULL););
             return 0;
         }
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            out[i] = gelu(x[i]);
+        CPU_PARFOR(nt,
+            for (size_t i = 0; i < n; i++)
+                out[i] = gelu(x[i]););
         return 0;
     case LLM_ACT_RELU2: /* relu(x)^2 */
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            out[i] = x[i] > 0.0f ? x[i] * x[i] : 0.0f;
+        CPU_PARFOR(nt,
+            for (size_t i = 0; i < n; i++)
+                out[i] = x[i] > 0.0f ? x[i] * x[i] : 0.0f;);
         return 0;
     default:
         return bad_kind(kind);
@@ -982,28 +982,28 @@ int cpu_activation_backward(void *ctx, int kind, float *dx, const float *dout, c
     int nt = cpu_nthreads(c, n);
     switch (kind) {
     case LLM_ACT_RELU: /* relu'(x) = [x > 0] */
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            dx[i] = x[i] > 0.0f ? dout[i] : 0.0f;
+        CPU_PARFOR(nt,
+            for (size_t i = 0; i < n; i++)
+                dx[i] = x[i] > 0.0f ? dout[i] : 0.0f;);
         return 0;
     case LLM_ACT_GELU:
         if (!c->ref && cpu_has_avx2()) {
             size_t nb = (n + EW_BLOCK - 1) / EW_BLOCK;
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (size_t k = 0; k < nb; k++)
-                gelu_avx2(dx + k * EW_BLOCK, x + k * EW_BLOCK,
-                          n - k * EW_BLOCK < EW_BLOCK ? n - k * EW_BLOCK : EW_BLOCK,
-                          dout + k * EW_BLOCK);
+            CPU_PARFOR(nt,
+                for (size_t k = 0; k < nb; k++)
+                    gelu_avx2(dx + k * EW_BLOCK, x + k * EW_BLOCK,
+                              n - k * EW_BLOCK < EW_BLOCK ? n - k * EW_BLOCK : EW_BLOCK,
+                              dout + k * EW_BLOCK););
             return 0;
         }
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            dx[i] = dout[i] * gelu_grad(x[i]);
+        CPU_PARFOR(nt,
+            for (size_t i = 0; i < n; i++)
+                dx[i] = dout[i] * gelu_grad(x[i]););
         return 0;
     case LLM_ACT_RELU2: /* (relu(x)^2)' = 2 relu(x) */
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            dx[i] = x[i] > 0.0f ? 2.0f * x[i] * dout[i] : 0.0f;
+        CPU_PARFOR(nt,
+            for (size_t i = 0; i < n; i++)
+                dx[i] = x[i] > 0.0f ? 2.0f * x[i] * dout[i] : 0.0f;);
         return 0;
     default:
         return bad_kind(kind);
@@ -1018,16 +1018,16 @@ int cpu_swiglu_forward(void *ctx, float *out, const float *gate, const float *up
     /* out = silu(g) * u, silu(g) = g * sigmoid(g) */
     if (!c->ref && cpu_has_avx2()) {
         size_t nb = (n + EW_BLOCK - 1) / EW_BLOCK;
-#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
-        for (size_t k = 0; k < nb; k++) {
-            size_t o = k * EW_BLOCK;
-            swiglu_avx2(out + o, NULL, gate + o, up + o, NULL, n - o < EW_BLOCK ? n - o : EW_BLOCK);
-        }
+        CPU_PARFOR(cpu_nthreads(c, n),
+            for (size_t k = 0; k < nb; k++) {
+                size_t o = k * EW_BLOCK;
+                swiglu_avx2(out + o, NULL, gate + o, up + o, NULL, n - o < EW_BLOCK ? n - o : EW_BLOCK);
+            });
         return 0;
     }
-#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++)
-        out[i] = gate[i] * sigmoid(gate[i]) * up[i];
+    CPU_PARFOR(cpu_nthreads(c, n),
+        for (size_t i = 0; i < n; i++)
+            out[i] = gate[i] * sigmoid(gate[i]) * up[i];);
     return 0;
 }
 
@@ -1040,21 +1040,21 @@ int cpu_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout, 
      * Both written; dgate and dup may alias dout / gate / up elementwise. */
     if (!c->ref && cpu_has_avx2()) {
         size_t nb = (n + EW_BLOCK - 1) / EW_BLOCK;
-#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
-        for (size_t k = 0; k < nb; k++) {
-            size_t o = k * EW_BLOCK;
-            swiglu_avx2(dgate + o, dup + o, gate + o, up + o, dout + o,
-                        n - o < EW_BLOCK ? n - o : EW_BLOCK);
-        }
+        CPU_PARFOR(cpu_nthreads(c, n),
+            for (size_t k = 0; k < nb; k++) {
+                size_t o = k * EW_BLOCK;
+                swiglu_avx2(dgate + o, dup + o, gate + o, up + o, dout + o,
+                            n - o < EW_BLOCK ? n - o : EW_BLOCK);
+            });
         return 0;
     }
-#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i], u = up[i], d = dout[i];
-        float sg = sigmoid(g);
-        dgate[i] = d * u * sg * (1.0f + g * (1.0f - sg));
-        dup[i] = d * g * sg;
-    }
+    CPU_PARFOR(cpu_nthreads(c, n),
+        for (size_t i = 0; i < n; i++) {
+            float g = gate[i], u = up[i], d = dout[i];
+            float sg = sigmoid(g);
+            dgate[i] = d * u * sg * (1.0f + g * (1.0f - sg));
+            dup[i] = d * g * sg;
+        });
     return 0;
 }
 
@@ -1064,40 +1064,40 @@ int cpu_swiglu_backward(void *ctx, float *dgate, float *dup, const float *dout, 
 int cpu_add(void *ctx, float *out, const float *a, const float *b, size_t n)
 {
     struct cpu_ctx *c = cpu(ctx);
-#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++)
-        out[i] = a[i] + b[i];
+    CPU_PARFOR(cpu_nthreads(c, n),
+        for (size_t i = 0; i < n; i++)
+            out[i] = a[i] + b[i];);
     return 0;
 }
 
 int cpu_axpy(void *ctx, float *y, float alpha, const float *x, size_t n)
 {
     struct cpu_ctx *c = cpu(ctx);
-#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++)
-        y[i] += alpha * x[i];
+    CPU_PARFOR(cpu_nthreads(c, n),
+        for (size_t i = 0; i < n; i++)
+            y[i] += alpha * x[i];);
     return 0;
 }
 
 int cpu_scale(void *ctx, float *x, float alpha, size_t n)
 {
     struct cpu_ctx *c = cpu(ctx);
-#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++)
-        x[i] *= alpha;
+    CPU_PARFOR(cpu_nthreads(c, n),
+        for (size_t i = 0; i < n; i++)
+            x[i] *= alpha;);
     return 0;
 }
 
 int cpu_scale_rows(void *ctx, float *x, const float *w, int N, int D)
 {
     struct cpu_ctx *c = cpu(ctx);
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * D)) schedule(static)
-    for (int i = 0; i < N; i++) {
-        float a = w[i];
-        float *r = x + (size_t)i * D;
-        for (int j = 0; j < D; j++)
-            r[j] *= a;
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)N * D),
+        for (int i = 0; i < N; i++) {
+            float a = w[i];
+            float *r = x + (size_t)i * D;
+            for (int j = 0; j < D; j++)
+                r[j] *= a;
+        });
     return 0;
 }
 
@@ -1127,11 +1127,11 @@ static int dropout(struct cpu_ctx *c, float *out, const float *x, size_t n, floa
         return 0;
     }
     float keep_scale = 1.0f / (1.0f - p);
-#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float u = (float)(splitmix64_at(seed, i) >> 40) * 0x1p-24f;
-        out[i] = u >= p ? x[i] * keep_scale : 0.0f;
-    }
+    CPU_PARFOR(cpu_nthreads(c, n),
+        for (size_t i = 0; i < n; i++) {
+            float u = (float)(splitmix64_at(seed, i) >> 40) * 0x1p-24f;
+            out[i] = u >= p ? x[i] * keep_scale : 0.0f;
+        });
     return 0;
 }
 
@@ -1168,46 +1168,46 @@ int cpu_cross_entropy(void *ctx, float *losses, float *dlogits, const float *log
      * sum would round log S to 1e-3).
      * Ignored rows (target < 0): loss 0, dl 0. dlogits may alias logits: each
      * element is read before it is written, and l[target] before any write. */
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * V)) schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *l = logits + (size_t)n * V;
-        float *dl = dlogits ? dlogits + (size_t)n * V : NULL;
-        int tgt = targets[n];
-        if (tgt < 0) {
+    CPU_PARFOR(cpu_nthreads(c, (size_t)N * V),
+        for (int n = 0; n < N; n++) {
+            const float *l = logits + (size_t)n * V;
+            float *dl = dlogits ? dlogits + (size_t)n * V : NULL;
+            int tgt = targets[n];
+            if (tgt < 0) {
+                if (losses)
+                    losses[n] = 0.0f;
+                if (dl)
+                    memset(dl, 0, (size_t)V * sizeof(float));
+                continue;
+            }
+            if (!c->ref && cpu_has_avx2()) {
+                /* The same math, vectorized: exp(l_j - m) stored into dl on the
+                 * way (a read of l_j before the write of dl_j), then scaled. */
+                float m = max_avx2(l, V), lt = l[tgt];
+                double sum = cpu_exp_row(dl, l, V, 1.0f, m);
+                if (losses)
+                    losses[n] = (m - lt) + (float)log(sum);
+                if (dl) {
+                    scale_avx2(dl, (float)(dloss / sum), V);
+                    dl[tgt] -= dloss;
+                }
+                continue;
+            }
+            float m = l[0];
+            for (int j = 1; j < V; j++)
+                m = l[j] > m ? l[j] : m;
+            double sum = 0.0;
+            for (int j = 0; j < V; j++)
+                sum += expf(l[j] - m);
             if (losses)
-                losses[n] = 0.0f;
-            if (dl)
-                memset(dl, 0, (size_t)V * sizeof(float));
-            continue;
-        }
-        if (!c->ref && cpu_has_avx2()) {
-            /* The same math, vectorized: exp(l_j - m) stored into dl on the
-             * way (a read of l_j before the write of dl_j), then scaled. */
-            float m = max_avx2(l, V), lt = l[tgt];
-            double sum = cpu_exp_row(dl, l, V, 1.0f, m);
-            if (losses)
-                losses[n] = (m - lt) + (float)log(sum);
+                losses[n] = (m - l[tgt]) + (float)log(sum);
             if (dl) {
-                scale_avx2(dl, (float)(dloss / sum), V);
+                float k = (float)(dloss / sum);
+                for (int j = 0; j < V; j++)
+                    dl[j] = expf(l[j] - m) * k;
                 dl[tgt] -= dloss;
             }
-            continue;
-        }
-        float m = l[0];
-        for (int j = 1; j < V; j++)
-            m = l[j] > m ? l[j] : m;
-        double sum = 0.0;
-        for (int j = 0; j < V; j++)
-            sum += expf(l[j] - m);
-        if (losses)
-            losses[n] = (m - l[tgt]) + (float)log(sum);
-        if (dl) {
-            float k = (float)(dloss / sum);
-            for (int j = 0; j < V; j++)
-                dl[j] = expf(l[j] - m) * k;
-            dl[tgt] -= dloss;
-        }
-    }
+        });
     return 0;
 }
 
@@ -1225,14 +1225,14 @@ int cpu_sumsq(void *ctx, double *out, const float *x, size_t n)
     double one, *part = nblk == 1 ? &one : malloc(nblk * sizeof(double));
     if (!part)
         return llm_err(LLM_ENOMEM, "out of memory for the sum of squares");
-#pragma omp parallel for num_threads(c->ref ? 1 : cpu_nthreads(c, n)) schedule(static)
-    for (size_t k = 0; k < nblk; k++) {
-        size_t i1 = (k + 1) * SUM_BLOCK < n ? (k + 1) * SUM_BLOCK : n;
-        double s = 0.0;
-        for (size_t i = k * SUM_BLOCK; i < i1; i++)
-            s += (double)x[i] * x[i];
-        part[k] = s;
-    }
+    CPU_PARFOR(c->ref ? 1 : cpu_nthreads(c, n),
+        for (size_t k = 0; k < nblk; k++) {
+            size_t i1 = (k + 1) * SUM_BLOCK < n ? (k + 1) * SUM_BLOCK : n;
+            double s = 0.0;
+            for (size_t i = k * SUM_BLOCK; i < i1; i++)
+                s += (double)x[i] * x[i];
+            part[k] = s;
+        });
     double total = 0.0;
     for (size_t k = 0; k < nblk; k++)
         total += part[k];
@@ -1259,23 +1259,23 @@ int cpu_adamw(void *ctx, float *p, const float *g, float *m, float *v, size_t n,
      * it is not scaled by the adaptive denominator). */
     if (!c->ref && cpu_has_avx2()) {
         size_t nb = (n + EW_BLOCK - 1) / EW_BLOCK;
-#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
-        for (size_t k = 0; k < nb; k++) {
-            size_t o = k * EW_BLOCK;
-            adamw_avx2(p + o, g + o, m + o, v + o, n - o < EW_BLOCK ? n - o : EW_BLOCK, lr, b1, b2,
-                       eps, wd, bc1, bc2, grad_scale);
-        }
+        CPU_PARFOR(cpu_nthreads(c, n),
+            for (size_t k = 0; k < nb; k++) {
+                size_t o = k * EW_BLOCK;
+                adamw_avx2(p + o, g + o, m + o, v + o, n - o < EW_BLOCK ? n - o : EW_BLOCK, lr, b1, b2,
+                           eps, wd, bc1, bc2, grad_scale);
+            });
         return 0;
     }
-#pragma omp parallel for num_threads(cpu_nthreads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gs = g[i] * grad_scale;
-        float mi = b1 * m[i] + (1.0f - b1) * gs;
-        float vi = b2 * v[i] + (1.0f - b2) * gs * gs;
-        m[i] = mi;
-        v[i] = vi;
-        float mhat = mi / bc1, vhat = vi / bc2;
-        p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
-    }
+    CPU_PARFOR(cpu_nthreads(c, n),
+        for (size_t i = 0; i < n; i++) {
+            float gs = g[i] * grad_scale;
+            float mi = b1 * m[i] + (1.0f - b1) * gs;
+            float vi = b2 * v[i] + (1.0f - b2) * gs * gs;
+            m[i] = mi;
+            v[i] = vi;
+            float mhat = mi / bc1, vhat = vi / bc2;
+            p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
+        });
     return 0;
 }

@@ -42,19 +42,19 @@ static void gemm_ref(const struct cpu_ctx *c, int ta, int tb, int M, int N, int 
                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
                      int ldc)
 {
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)M * N * (K + 1))) schedule(static)
-    for (int i = 0; i < M; i++) {
-        for (int j = 0; j < N; j++) {
-            float acc = 0.0f;
-            for (int k = 0; k < K; k++) {
-                float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-                float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
-                acc += a * b;
+    CPU_PARFOR(cpu_nthreads(c, (size_t)M * N * (K + 1)),
+        for (int i = 0; i < M; i++) {
+            for (int j = 0; j < N; j++) {
+                float acc = 0.0f;
+                for (int k = 0; k < K; k++) {
+                    float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                    float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                    acc += a * b;
+                }
+                float *cij = C + (size_t)i * ldc + j;
+                *cij = beta == 0.0f ? alpha * acc : alpha * acc + beta * *cij;
             }
-            float *cij = C + (size_t)i * ldc + j;
-            *cij = beta == 0.0f ? alpha * acc : alpha * acc + beta * *cij;
-        }
-    }
+        });
 }
 
 /* As cpu_gemm_tiled, with alpha: one single-threaded sgemm per output tile. */
@@ -120,14 +120,14 @@ int cpu_sgd(void *ctx, float *p, const float *g, float *b, size_t n, float lr, f
             int nesterov, float wd, float grad_scale)
 {
     struct cpu_ctx *c = cpu(ctx);
-#pragma omp parallel for num_threads(elem_threads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gs = g[i] * grad_scale;
-        float bi = mu * b[i] + gs;
-        b[i] = bi;
-        float u = nesterov ? gs + mu * bi : bi;
-        p[i] -= lr * wd * p[i] + lr * u;
-    }
+    CPU_PARFOR(elem_threads(c, n),
+        for (size_t i = 0; i < n; i++) {
+            float gs = g[i] * grad_scale;
+            float bi = mu * b[i] + gs;
+            b[i] = bi;
+            float u = nesterov ? gs + mu * bi : bi;
+            p[i] -= lr * wd * p[i] + lr * u;
+        });
     return 0;
 }
 
@@ -138,13 +138,13 @@ int cpu_momentum(void *ctx, float *u, float *b, const float *g, size_t n, float 
     struct cpu_ctx *c = cpu(ctx);
     if (u == b && n)
         return llm_err(LLM_EINVAL, "momentum: the update may not alias the buffer");
-#pragma omp parallel for num_threads(elem_threads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gs = g[i] * grad_scale;
-        float bi = mu * b[i] + gs;
-        b[i] = bi;
-        u[i] = nesterov ? gs + mu * bi : bi;
-    }
+    CPU_PARFOR(elem_threads(c, n),
+        for (size_t i = 0; i < n; i++) {
+            float gs = g[i] * grad_scale;
+            float bi = mu * b[i] + gs;
+            b[i] = bi;
+            u[i] = nesterov ? gs + mu * bi : bi;
+        });
     return 0;
 }
 
@@ -161,23 +161,23 @@ int cpu_adam_direction(void *ctx, float *out, const float *g, float *m, float *v
                        (double)b1, (double)b2);
     float bc1 = (float)(1.0 - pow((double)b1, t));
     float bc2 = (float)(1.0 - pow((double)b2, t));
-#pragma omp parallel for num_threads(elem_threads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gs = g[i] * grad_scale;
-        float mi = b1 * m[i] + (1.0f - b1) * gs;
-        float vi = b2 * v[i] + (1.0f - b2) * gs * gs;
-        m[i] = mi;
-        v[i] = vi;
-        out[i] = (mi / bc1) / (sqrtf(vi / bc2) + eps);
-    }
+    CPU_PARFOR(elem_threads(c, n),
+        for (size_t i = 0; i < n; i++) {
+            float gs = g[i] * grad_scale;
+            float mi = b1 * m[i] + (1.0f - b1) * gs;
+            float vi = b2 * v[i] + (1.0f - b2) * gs * gs;
+            m[i] = mi;
+            v[i] = vi;
+            out[i] = (mi / bc1) / (sqrtf(vi / bc2) + eps);
+        });
     return 0;
 }
 
 int cpu_scale_add(void *ctx, float *p, float a, const float *x, float b, size_t n)
 {
     struct cpu_ctx *c = cpu(ctx);
-#pragma omp parallel for num_threads(elem_threads(c, n)) schedule(static)
-    for (size_t i = 0; i < n; i++)
-        p[i] = a * p[i] + b * x[i];
+    CPU_PARFOR(elem_threads(c, n),
+        for (size_t i = 0; i < n; i++)
+            p[i] = a * p[i] + b * x[i];);
     return 0;
 }

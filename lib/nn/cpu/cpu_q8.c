@@ -68,22 +68,22 @@ static void q8_ref(const struct cpu_ctx *c, float *out, const float *x, const in
                    const float *scales, const float *bias, int N, int C, int OC, int G)
 {
     int NG = C / G;
-#pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int o = 0; o < OC; o++) {
-        const int8_t *wr = wq + (size_t)o * C;
-        const float *sr = scales + (size_t)o * NG;
-        for (int n = 0; n < N; n++) {
-            const float *xr = x + (size_t)n * C;
-            float acc = 0.0f;
-            for (int g = 0; g < NG; g++) {
-                float p = 0.0f;
-                for (int i = g * G; i < (g + 1) * G; i++)
-                    p += xr[i] * (float)wr[i];
-                acc += p * sr[g];
+    CPU_PARFOR(c->threads,
+        for (int o = 0; o < OC; o++) {
+            const int8_t *wr = wq + (size_t)o * C;
+            const float *sr = scales + (size_t)o * NG;
+            for (int n = 0; n < N; n++) {
+                const float *xr = x + (size_t)n * C;
+                float acc = 0.0f;
+                for (int g = 0; g < NG; g++) {
+                    float p = 0.0f;
+                    for (int i = g * G; i < (g + 1) * G; i++)
+                        p += xr[i] * (float)wr[i];
+                    acc += p * sr[g];
+                }
+                out[(size_t)n * OC + o] = bias ? acc + bias[o] : acc;
             }
-            out[(size_t)n * OC + o] = bias ? acc + bias[o] : acc;
-        }
-    }
+        });
 }
 
 /* ---- AVX2 + FMA -------------------------------------------------------- */
@@ -230,19 +230,19 @@ AVX2_FN static void q8_avx2(const struct cpu_ctx *c, float *out, const float *x,
     int nblk = (OC + OBLK - 1) / OBLK;
     /* weights touched decide the threads (the x reuse is cache traffic) */
     int nt = cpu_nthreads(c, (size_t)OC * C);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int b = 0; b < nblk; b++) {
-        int o0 = b * OBLK;
-        int O = OC - o0 < OBLK ? OC - o0 : OBLK;
-        float *op = out + o0;
-        const int8_t *wp = wq + (size_t)o0 * C;
-        const float *sp = scales + (size_t)o0 * NG, *bp = bias ? bias + o0 : NULL;
-        /* G as a constant: the column loop of a group fully unrolls */
-        if (G == 32)
-            oblock(32, O, op, x, wp, sp, bp, N, C, OC);
-        else
-            oblock(64, O, op, x, wp, sp, bp, N, C, OC);
-    }
+    CPU_PARFOR(nt,
+        for (int b = 0; b < nblk; b++) {
+            int o0 = b * OBLK;
+            int O = OC - o0 < OBLK ? OC - o0 : OBLK;
+            float *op = out + o0;
+            const int8_t *wp = wq + (size_t)o0 * C;
+            const float *sp = scales + (size_t)o0 * NG, *bp = bias ? bias + o0 : NULL;
+            /* G as a constant: the column loop of a group fully unrolls */
+            if (G == 32)
+                oblock(32, O, op, x, wp, sp, bp, N, C, OC);
+            else
+                oblock(64, O, op, x, wp, sp, bp, N, C, OC);
+        });
 }
 
 /* ---- portable fallback (no AVX2 + FMA) ---------------------------------- */
@@ -270,13 +270,13 @@ static void q8_plain(const struct cpu_ctx *c, float *out, const float *x, const 
     int NG = C / G;
     int nt = cpu_nthreads(c, (size_t)OC * C);
     /* each weight row once from memory, then from L1 for the N rows */
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int o = 0; o < OC; o++)
-        for (int n = 0; n < N; n++) {
-            float s = dot_lanes_q8(x + (size_t)n * C, wq + (size_t)o * C,
-                                   scales + (size_t)o * NG, C, G);
-            out[(size_t)n * OC + o] = bias ? s + bias[o] : s;
-        }
+    CPU_PARFOR(nt,
+        for (int o = 0; o < OC; o++)
+            for (int n = 0; n < N; n++) {
+                float s = dot_lanes_q8(x + (size_t)n * C, wq + (size_t)o * C,
+                                       scales + (size_t)o * NG, C, G);
+                out[(size_t)n * OC + o] = bias ? s + bias[o] : s;
+            });
 }
 
 int cpu_linear_rows_q8(void *ctx, float *out, const float *x, const int8_t *wq, const float *scales,

@@ -46,20 +46,20 @@ int cpu_softmax_forward(void *ctx, float *out, const float *x, int N, int C)
     /* Per row, with mx = max_j x_j (no exp overflows) and S = sum_j exp(x_j - mx)
      * in double (1 <= S <= C): out_j = exp(x_j - mx) / S. Every x_j is read
      * before out_j is written, so out may alias x. */
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        float mx = xr[0];
-        for (int j = 1; j < C; j++)
-            mx = xr[j] > mx ? xr[j] : mx;
-        double sum = 0.0;
-        for (int j = 0; j < C; j++)
-            sum += expf(xr[j] - mx);
-        float k = (float)(1.0 / sum);
-        for (int j = 0; j < C; j++)
-            o[j] = expf(xr[j] - mx) * k;
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)N * C),
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C;
+            float *o = out + (size_t)n * C;
+            float mx = xr[0];
+            for (int j = 1; j < C; j++)
+                mx = xr[j] > mx ? xr[j] : mx;
+            double sum = 0.0;
+            for (int j = 0; j < C; j++)
+                sum += expf(xr[j] - mx);
+            float k = (float)(1.0 / sum);
+            for (int j = 0; j < C; j++)
+                o[j] = expf(xr[j] - mx) * k;
+        });
     return 0;
 }
 
@@ -72,17 +72,17 @@ int cpu_softmax_backward(void *ctx, float *dx, const float *dout, const float *o
     /* y = softmax(x): dy_j/dx_i = y_j ([i == j] - y_i), so
      * dx_i = sum_j dout_j y_j ([i == j] - y_i) = y_i (dout_i - s), s = sum_j dout_j y_j
      * (s in double, formed before any write: dx may alias dout). */
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)N * C)) schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *d = dout + (size_t)n * C, *y = out + (size_t)n * C;
-        float *g = dx + (size_t)n * C;
-        double s = 0.0;
-        for (int j = 0; j < C; j++)
-            s += (double)d[j] * y[j];
-        float sf = (float)s;
-        for (int j = 0; j < C; j++)
-            g[j] = y[j] * (d[j] - sf);
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)N * C),
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * C, *y = out + (size_t)n * C;
+            float *g = dx + (size_t)n * C;
+            double s = 0.0;
+            for (int j = 0; j < C; j++)
+                s += (double)d[j] * y[j];
+            float sf = (float)s;
+            for (int j = 0; j < C; j++)
+                g[j] = y[j] * (d[j] - sf);
+        });
     return 0;
 }
 
@@ -97,18 +97,18 @@ int cpu_gather_rows(void *ctx, float *out, const float *x, const int32_t *idx, c
     if (rc || (rc = check_index("gather_rows", idx, M, N)))
         return rc;
     /* out[m,:] = w[m] * x[idx[m],:]  (M, C) <- (N, C) */
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)M * C)) schedule(static)
-    for (int m = 0; m < M; m++) {
-        const float *src = x + (size_t)idx[m] * C;
-        float *dst = out + (size_t)m * C;
-        if (!w) {
-            memcpy(dst, src, (size_t)C * sizeof(float));
-        } else {
-            float wm = w[m];
-            for (int j = 0; j < C; j++)
-                dst[j] = wm * src[j];
-        }
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)M * C),
+        for (int m = 0; m < M; m++) {
+            const float *src = x + (size_t)idx[m] * C;
+            float *dst = out + (size_t)m * C;
+            if (!w) {
+                memcpy(dst, src, (size_t)C * sizeof(float));
+            } else {
+                float wm = w[m];
+                for (int j = 0; j < C; j++)
+                    dst[j] = wm * src[j];
+            }
+        });
     return 0;
 }
 
@@ -123,17 +123,17 @@ int cpu_scatter_add_rows(void *ctx, float *out, const float *y, const int32_t *i
      * split is over column chunks; each chunk adds the terms of m = 0..M-1 in
      * order (the sum order of an element never depends on the threads). */
     int nchunks = (C + CPU_COL_CHUNK - 1) / CPU_COL_CHUNK;
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)M * C)) schedule(static)
-    for (int k = 0; k < nchunks; k++) {
-        int j0 = k * CPU_COL_CHUNK, j1 = j0 + CPU_COL_CHUNK < C ? j0 + CPU_COL_CHUNK : C;
-        for (int m = 0; m < M; m++) {
-            float *dst = out + (size_t)idx[m] * C;
-            const float *src = y + (size_t)m * C;
-            float wm = w ? w[m] : 1.0f;
-            for (int j = j0; j < j1; j++)
-                dst[j] += wm * src[j];
-        }
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)M * C),
+        for (int k = 0; k < nchunks; k++) {
+            int j0 = k * CPU_COL_CHUNK, j1 = j0 + CPU_COL_CHUNK < C ? j0 + CPU_COL_CHUNK : C;
+            for (int m = 0; m < M; m++) {
+                float *dst = out + (size_t)idx[m] * C;
+                const float *src = y + (size_t)m * C;
+                float wm = w ? w[m] : 1.0f;
+                for (int j = j0; j < j1; j++)
+                    dst[j] += wm * src[j];
+            }
+        });
     return 0;
 }
 
@@ -151,14 +151,14 @@ int cpu_rows_dot(void *ctx, float *out, const float *a, const int32_t *idx, cons
     if (rc)
         return rc;
     /* out[m] = sum_j a[idx[m], j] b[m, j], in float, j in order */
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)M * C)) schedule(static)
-    for (int m = 0; m < M; m++) {
-        const float *ar = a + (size_t)(idx ? idx[m] : m) * C, *br = b + (size_t)m * C;
-        float acc = 0.0f;
-        for (int j = 0; j < C; j++)
-            acc += ar[j] * br[j];
-        out[m] = acc;
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)M * C),
+        for (int m = 0; m < M; m++) {
+            const float *ar = a + (size_t)(idx ? idx[m] : m) * C, *br = b + (size_t)m * C;
+            float acc = 0.0f;
+            for (int j = 0; j < C; j++)
+                acc += ar[j] * br[j];
+            out[m] = acc;
+        });
     return 0;
 }
 
@@ -176,16 +176,16 @@ int cpu_copy_cols(void *ctx, float *dst, int dst_stride, const float *src, int s
         return llm_err(LLM_EINVAL, "copy_cols: strides %d (dst) and %d (src) for %d columns: need "
                        "dst_stride >= cols and src_stride >= 0", dst_stride, src_stride, cols);
     /* dst[r, 0:cols] (=|+=) src[r, 0:cols], rows strided */
-#pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)rows * cols)) schedule(static)
-    for (int r = 0; r < rows; r++) {
-        float *d = dst + (size_t)r * dst_stride;
-        const float *s = src + (size_t)r * src_stride;
-        if (accumulate) {
-            for (int j = 0; j < cols; j++)
-                d[j] += s[j];
-        } else {
-            memcpy(d, s, (size_t)cols * sizeof(float));
-        }
-    }
+    CPU_PARFOR(cpu_nthreads(c, (size_t)rows * cols),
+        for (int r = 0; r < rows; r++) {
+            float *d = dst + (size_t)r * dst_stride;
+            const float *s = src + (size_t)r * src_stride;
+            if (accumulate) {
+                for (int j = 0; j < cols; j++)
+                    d[j] += s[j];
+            } else {
+                memcpy(d, s, (size_t)cols * sizeof(float));
+            }
+        });
     return 0;
 }
