@@ -32,7 +32,7 @@ static inline int cpu_nthreads(const struct cpu_ctx *c, size_t work)
  * schedule), or as a plain loop when nt <= 1. Why not always through
  * OpenMP: a parallel region costs ~1.3 us even with one thread (libgomp
  * ends it with a barrier whose futex wake is a system call: 1.34 us against
- * 0.04 us for the bare loop, this VM, /tmp/omp2.c in bench/README.md), which
+ * 0.04 us for the bare loop on this VM: bench/omp_region.c), which
  * is as much as the small ops of a decode step take; a one-thread draft
  * model spent about half its step there. Either way each iteration runs
  * whole on one thread, so no result depends on which branch ran. */
