@@ -106,7 +106,7 @@ has "$T/out" "--resume CKPT: resumed_from 6" '"resumed_from":[[:space:]]*6'
 same_params "--resume CKPT: the same parameters" "$T/r-adamw-full/final.llm" "$T/r-explicit/final.llm"
 
 # ---- kill -9 at arbitrary moments, SIGINT ----
-LONG="$SMALL --set train.steps=40 --set train.checkpoint_every=3 --set train.keep_checkpoints=3"
+LONG="$SMALL --set train.steps=200 --set train.checkpoint_every=3 --set train.keep_checkpoints=3"
 # shellcheck disable=SC2086
 "$LLM" pretrain configs/tiny.json $LONG --set train.out_dir="$T/k-ref" -q
 for delay in 0.3 0.8 1.5; do
