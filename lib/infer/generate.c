@@ -281,16 +281,18 @@ static int step(struct gen *g, float *logits, int *slots, int32_t *toks)
     return rc;
 }
 
-/* The largest probability of softmax(l) (V): 1 / sum_v exp(l_v - max l). */
+/* The largest probability of softmax(l) (V): 1 / sum_v exp(l_v - max l).
+ * Once per draft step when --draft-p-min is on, so in float (expf): it is
+ * only compared with a threshold. */
 static float top_prob(const float *l, int V)
 {
     float mx = l[0];
     for (int v = 1; v < V; v++)
         mx = l[v] > mx ? l[v] : mx;
-    double sum = 0;
+    float sum = 0;
     for (int v = 0; v < V; v++)
-        sum += exp((double)l[v] - mx);
-    return (float)(1.0 / sum);
+        sum += expf(l[v] - mx);
+    return 1.0f / sum;
 }
 
 /* Speculative decoding of the sequence in slot 0 (batch 1) until it ends.

@@ -37,80 +37,78 @@ static double chi2(const long *count, const float *p, long n)
     return x;
 }
 
-static void test_distribution(void **state)
+enum { ROUNDS = 40000 };
+
+/* What ROUNDS rounds with the rows P and Q emitted: Pearson's statistic of
+ * the first emitted tokens against p_1 and of the second (when a round
+ * emits two or more) against p_2, with their count, and how many rounds
+ * proposed one token. The draft draws x_1 from q_1 and x_2 from q_2, except
+ * that with stop_at_zero it proposes x_1 alone when x_1 = 0. */
+struct tally {
+    double c1, c2;
+    long n2, short_rounds;
+};
+
+static struct tally run_rounds(uint64_t seed, uint64_t draft_seed, int stop_at_zero)
 {
-    (void)state;
     struct llm_sampler s;
-    struct llm_sampler_opts o = {.temperature = 1, .top_p = 1, .repetition_penalty = 1, .seed = 11};
+    struct llm_sampler_opts o = {.temperature = 1, .top_p = 1, .repetition_penalty = 1, .seed = seed};
     assert_int_equal(llm_sampler_init(&s, &o), 0);
     struct llm_rng draft;
-    llm_rng_seed(&draft, 5);
-    long first[V] = {0}, second[V] = {0}, n2 = 0;
-    const long N = 40000;
+    llm_rng_seed(&draft, draft_seed);
+    long first[V] = {0}, second[V] = {0};
+    struct tally t = {0};
     float p[(K + 1) * V], q[K * V], scratch[V];
     memcpy(p, P, sizeof(p));
     memcpy(q, Q, sizeof(q));
-    for (long i = 0; i < N; i++) {
+    for (long i = 0; i < ROUNDS; i++) {
         int32_t x[K], out[K + 1];
-        for (int k = 0; k < K; k++)
-            x[k] = draw(&draft, Q[k]);
+        x[0] = draw(&draft, Q[0]);
+        int k = stop_at_zero && x[0] == 0 ? 1 : 2;
+        if (k == 2)
+            x[1] = draw(&draft, Q[1]);
+        t.short_rounds += k == 1;
         int n, a;
-        assert_int_equal(llm_spec_round(&s, p, q, x, K, V, scratch, out, &n, &a), 0);
-        assert_true(n >= 1 && n <= K + 1 && a <= K && n == (a < K ? a + 1 : K + 1));
-        for (int k = 0; k < a; k++)
-            assert_int_equal(out[k], x[k]); /* accepted tokens are the draft's */
+        assert_int_equal(llm_spec_round(&s, p, q, x, k, V, scratch, out, &n, &a), 0);
+        assert_true(n >= 1 && n <= k + 1 && a <= k && n == (a < k ? a + 1 : k + 1));
+        for (int j = 0; j < a; j++)
+            assert_int_equal(out[j], x[j]); /* accepted tokens are the draft's */
         first[out[0]]++;
         if (n >= 2)
-            second[out[1]]++, n2++;
+            second[out[1]]++, t.n2++;
     }
+    t.c1 = chi2(first, P[0], ROUNDS);
+    t.c2 = chi2(second, P[1], t.n2);
+    llm_sampler_release(&s);
+    return t;
+}
+
+static void test_distribution(void **state)
+{
+    (void)state;
+    struct tally t = run_rounds(11, 5, 0);
     /* 3 degrees of freedom: P(chi2 > 16.27) = 0.001; a wrong rule (e.g. no
      * residual, or accepting with p/q unclipped) is off by thousands here. */
-    double c1 = chi2(first, P[0], N), c2 = chi2(second, P[1], n2);
-    if (c1 > 16.27 || c2 > 16.27)
-        fail_msg("emitted tokens are not distributed as p: chi2 %.2f (first), %.2f (second, n=%ld)", c1, c2, n2);
+    if (t.c1 > 16.27 || t.c2 > 16.27)
+        fail_msg("emitted tokens are not distributed as p: chi2 %.2f (first), %.2f (second, n=%ld)", t.c1, t.c2,
+                 t.n2);
     /* the acceptance rate of x_1 is sum_v min(p, q) = 0.1+0.2+0.2+0.1 = 0.6 */
-    assert_true(n2 > N / 2);
-    llm_sampler_release(&s);
+    assert_true(t.n2 > ROUNDS / 2);
 }
 
 /* A draft that stops early depending on what it drew: one token when
  * x_1 = 0, else two. (--draft-p-min's rule depends on less: whether x_2 is
- * proposed depends on the distribution x_1 was drawn from.) The first and second emitted
- * tokens must still follow p_1 and p_2: when x_1 is accepted alone, the
- * second token is the bonus, drawn from p_2 itself. */
+ * proposed depends on the distribution x_1 was drawn from.) The first and
+ * second emitted tokens must still follow p_1 and p_2: when x_1 is accepted
+ * alone, the second token is the bonus, drawn from p_2 itself. */
 static void test_stopping(void **state)
 {
     (void)state;
-    struct llm_sampler s;
-    struct llm_sampler_opts o = {.temperature = 1, .top_p = 1, .repetition_penalty = 1, .seed = 12};
-    assert_int_equal(llm_sampler_init(&s, &o), 0);
-    struct llm_rng draft;
-    llm_rng_seed(&draft, 6);
-    long first[V] = {0}, second[V] = {0}, n2 = 0, short_rounds = 0;
-    const long N = 40000;
-    float p[(K + 1) * V], q[K * V], scratch[V];
-    memcpy(p, P, sizeof(p));
-    memcpy(q, Q, sizeof(q));
-    for (long i = 0; i < N; i++) {
-        int32_t x[K], out[K + 1];
-        x[0] = draw(&draft, Q[0]);
-        int k = x[0] == 0 ? 1 : 2;
-        if (k == 2)
-            x[1] = draw(&draft, Q[1]);
-        short_rounds += k == 1;
-        int n, a;
-        assert_int_equal(llm_spec_round(&s, p, q, x, k, V, scratch, out, &n, &a), 0);
-        assert_true(n == (a < k ? a + 1 : k + 1));
-        first[out[0]]++;
-        if (n >= 2)
-            second[out[1]]++, n2++;
-    }
-    double c1 = chi2(first, P[0], N), c2 = chi2(second, P[1], n2);
-    if (c1 > 16.27 || c2 > 16.27)
-        fail_msg("with a stopping draft, emitted tokens are not distributed as p: chi2 %.2f, %.2f (n=%ld)", c1,
-                 c2, n2);
-    assert_true(short_rounds > N / 3 && short_rounds < N / 2); /* q_1(0) = 0.4 */
-    llm_sampler_release(&s);
+    struct tally t = run_rounds(12, 6, 1);
+    if (t.c1 > 16.27 || t.c2 > 16.27)
+        fail_msg("with a stopping draft, emitted tokens are not distributed as p: chi2 %.2f, %.2f (n=%ld)", t.c1,
+                 t.c2, t.n2);
+    assert_true(t.short_rounds > ROUNDS / 3 && t.short_rounds < ROUNDS / 2); /* q_1(0) = 0.4 */
 }
 
 /* One-hot p and q (greedy on both): the emitted tokens are the target's

@@ -366,14 +366,14 @@ int cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, con
     blas_one_thread();
     int ntile = (T + QT - 1) / QT;
     long ntask = (long)B * NH * ntile;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (long task = 0; task < ntask; task++) {
-        /* last tiles first: they are the longest (causal), so the tail balances */
-        int tile = ntile - 1 - (int)(task % ntile);
-        long bh = task / ntile;
-        attn_fwd_gemm(&d, out, lse, q, k, v, (int)(bh / NH), (int)(bh % NH), tile * QT,
-                      ws + (size_t)omp_get_thread_num() * nws);
-    }
+    CPU_PARFOR_DYNAMIC(nt,
+        for (long task = 0; task < ntask; task++) {
+            /* last tiles first: they are the longest (causal), so the tail balances */
+            int tile = ntile - 1 - (int)(task % ntile);
+            long bh = task / ntile;
+            attn_fwd_gemm(&d, out, lse, q, k, v, (int)(bh / NH), (int)(bh % NH), tile * QT,
+                          ws + (size_t)omp_get_thread_num() * nws);
+        });
     free(ws);
     return 0;
 }
@@ -394,9 +394,9 @@ int cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const flo
     struct attn_shape d = {B, T, NH, NKV, HS, window, scale, pos};
     int nt = c->threads;
     if (c->ref) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-        for (int bg = 0; bg < B * NKV; bg++)
-            attn_bwd_ref_group(&d, dq, dk, dv, dout, q, k, v, out, lse, bg / NKV, bg % NKV);
+        CPU_PARFOR_DYNAMIC(nt,
+            for (int bg = 0; bg < B * NKV; bg++)
+                attn_bwd_ref_group(&d, dq, dk, dv, dout, q, k, v, out, lse, bg / NKV, bg % NKV););
         return 0;
     }
     size_t nws = 2 * (size_t)QT * KB + 2 * QT;
@@ -404,10 +404,10 @@ int cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const flo
     if (!ws)
         return LLM_ENOMEM;
     blas_one_thread();
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int bg = 0; bg < B * NKV; bg++)
-        attn_bwd_gemm(&d, dq, dk, dv, dout, q, k, v, out, lse, bg / NKV, bg % NKV,
-                      ws + (size_t)omp_get_thread_num() * nws);
+    CPU_PARFOR_DYNAMIC(nt,
+        for (int bg = 0; bg < B * NKV; bg++)
+            attn_bwd_gemm(&d, dq, dk, dv, dout, q, k, v, out, lse, bg / NKV, bg % NKV,
+                          ws + (size_t)omp_get_thread_num() * nws););
     free(ws);
     return 0;
 }
@@ -675,15 +675,15 @@ int cpu_linear_attention_forward(void *ctx, float *out, const float *q, const fl
     if (!ws)
         return LLM_ENOMEM;
     if (c->ref) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-        for (int bh = 0; bh < B * NH; bh++)
-            lin_fwd_ref_head(&d, out, q, k, v, bh / NH, bh % NH,
-                             ws + (size_t)omp_get_thread_num() * n);
+        CPU_PARFOR_DYNAMIC(nt,
+            for (int bh = 0; bh < B * NH; bh++)
+                lin_fwd_ref_head(&d, out, q, k, v, bh / NH, bh % NH,
+                                 ws + (size_t)omp_get_thread_num() * n););
     } else {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-        for (int bg = 0; bg < B * NKV; bg++)
-            lin_fwd_group(&d, out, q, k, v, bg / NKV, bg % NKV,
-                          ws + (size_t)omp_get_thread_num() * n);
+        CPU_PARFOR_DYNAMIC(nt,
+            for (int bg = 0; bg < B * NKV; bg++)
+                lin_fwd_group(&d, out, q, k, v, bg / NKV, bg % NKV,
+                              ws + (size_t)omp_get_thread_num() * n););
     }
     free(ws);
     return 0;
@@ -705,14 +705,14 @@ int cpu_linear_attention_backward(void *ctx, float *dq, float *dk, float *dv, co
     float *ws = scratch(nt, n, "linear attention gradient state");
     if (!ws)
         return LLM_ENOMEM;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int bg = 0; bg < B * NKV; bg++) {
-        float *w = ws + (size_t)omp_get_thread_num() * n;
-        if (c->ref)
-            lin_bwd_ref_group(&d, dq, dk, dv, dout, q, k, v, bg / NKV, bg % NKV, w);
-        else
-            lin_bwd_group(&d, dq, dk, dv, dout, q, k, v, bg / NKV, bg % NKV, w);
-    }
+    CPU_PARFOR_DYNAMIC(nt,
+        for (int bg = 0; bg < B * NKV; bg++) {
+            float *w = ws + (size_t)omp_get_thread_num() * n;
+            if (c->ref)
+                lin_bwd_ref_group(&d, dq, dk, dv, dout, q, k, v, bg / NKV, bg % NKV, w);
+            else
+                lin_bwd_group(&d, dq, dk, dv, dout, q, k, v, bg / NKV, bg % NKV, w);
+        });
     free(ws);
     return 0;
 }

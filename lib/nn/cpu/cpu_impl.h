@@ -29,23 +29,28 @@ static inline int cpu_nthreads(const struct cpu_ctx *c, size_t work)
 }
 
 /* CPU_PARFOR(nt, for-statement): the loop on nt OpenMP threads (static
- * schedule), or as a plain loop when nt <= 1. Why not always through
+ * schedule), or as a plain loop when nt <= 1; CPU_PARFOR_DYNAMIC the same
+ * with schedule(dynamic, 1) (tasks of uneven cost). Why not always through
  * OpenMP: a parallel region costs ~1.3 us even with one thread (libgomp
  * ends it with a barrier whose futex wake is a system call: 1.34 us against
- * 0.04 us for the bare loop on this VM: bench/omp_region.c), which
- * is as much as the small ops of a decode step take; a one-thread draft
- * model spent about half its step there. Either way each iteration runs
- * whole on one thread, so no result depends on which branch ran. */
-#define CPU_PARFOR(nt, ...)                                                          \
-    do {                                                                           \
-        int cpu_parfor_nt_ = (nt);                                                 \
-        if (cpu_parfor_nt_ > 1) {                                                  \
-            _Pragma("omp parallel for num_threads(cpu_parfor_nt_) schedule(static)") \
-            __VA_ARGS__                                                            \
-        } else {                                                                   \
-            __VA_ARGS__                                                            \
-        }                                                                          \
+ * 0.04 us for the bare loop on this VM: bench/omp_region.c), which is as
+ * much as the small ops of a decode step take; a one-thread draft model
+ * spent about half its step there. Either way each iteration runs whole on
+ * one thread (omp_get_thread_num() is 0 in the plain loop), so no result
+ * depends on which branch ran. */
+#define CPU_PRAGMA_(x) _Pragma(#x)
+#define CPU_PARFOR_(nt, sched, ...)                                               \
+    do {                                                                        \
+        int cpu_parfor_nt_ = (nt);                                              \
+        if (cpu_parfor_nt_ > 1) {                                               \
+            CPU_PRAGMA_(omp parallel for num_threads(cpu_parfor_nt_) sched)     \
+            __VA_ARGS__                                                         \
+        } else {                                                                \
+            __VA_ARGS__                                                         \
+        }                                                                       \
     } while (0)
+#define CPU_PARFOR(nt, ...) CPU_PARFOR_(nt, schedule(static), __VA_ARGS__)
+#define CPU_PARFOR_DYNAMIC(nt, ...) CPU_PARFOR_(nt, schedule(dynamic, 1), __VA_ARGS__)
 
 /* cpu_ops.c: vector math shared by the CPU op files. cpu_has_avx2: 1 when
  * the CPU runs AVX2 + FMA (the fast paths), checked once at run time.

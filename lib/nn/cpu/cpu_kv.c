@@ -302,17 +302,11 @@ int cpu_attention_cached(void *ctx, float *out, const float *q, const float *k, 
         /* tasks of a whole kv group (its keys read once), or of one head when
          * there are too few groups to keep the threads busy (MQA decode) */
         int hb = (long)Tq * NKV >= nt ? G : 1, nb = NH / hb;
-        /* later queries see more keys: dynamic scheduling balances the tail
-         * (one thread: no OpenMP region, see CPU_PARFOR) */
-        if (nt > 1) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+        /* later queries see more keys: dynamic scheduling balances the tail */
+        CPU_PARFOR_DYNAMIC(nt,
             for (long tb = 0; tb < (long)Tq * nb; tb++)
                 kv_group(&d, out, q, k, v, (int)(tb / nb), (int)(tb % nb) * hb, hb,
-                         ws + (size_t)omp_get_thread_num() * per, avx2);
-        } else {
-            for (long tb = 0; tb < (long)Tq * nb; tb++)
-                kv_group(&d, out, q, k, v, (int)(tb / nb), (int)(tb % nb) * hb, hb, ws, avx2);
-        }
+                         ws + (size_t)omp_get_thread_num() * per, avx2););
     }
     free(ws);
     return 0;

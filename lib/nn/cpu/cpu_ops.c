@@ -778,19 +778,19 @@ void cpu_gemm_tiled(const struct cpu_ctx *c, int ta, int tb, int M, int Nc, int 
         ks = (K + kc - 1) / kc;
         long ntask = ntiles * ks;
         int nt = ntask < c->threads ? (int)ntask : c->threads;
-#pragma omp parallel for num_threads(nt) schedule(dynamic)
-        for (long task = 0; task < ntask; task++) {
-            long k = task / ks;
-            int q = (int)(task % ks), k0 = q * kc, kk = K - k0 < kc ? K - k0 : kc;
-            int i0 = (int)(k / tn) * GEMM_TILE, j0 = (int)(k % tn) * GEMM_TILE;
-            int mm = M - i0 < GEMM_TILE ? M - i0 : GEMM_TILE;
-            int nn = Nc - j0 < GEMM_TILE ? Nc - j0 : GEMM_TILE;
-            const float *at = ta ? A + (size_t)k0 * lda + i0 : A + (size_t)i0 * lda + k0;
-            const float *bt = tb ? B + (size_t)j0 * ldb + k0 : B + (size_t)k0 * ldb + j0;
-            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-                        tb ? CblasTrans : CblasNoTrans, mm, nn, kk, 1.0f, at, lda, bt, ldb, 0.0f,
-                        part + (size_t)q * M * Nc + (size_t)i0 * Nc + j0, Nc);
-        }
+        CPU_PARFOR_DYNAMIC(nt,
+            for (long task = 0; task < ntask; task++) {
+                long k = task / ks;
+                int q = (int)(task % ks), k0 = q * kc, kk = K - k0 < kc ? K - k0 : kc;
+                int i0 = (int)(k / tn) * GEMM_TILE, j0 = (int)(k % tn) * GEMM_TILE;
+                int mm = M - i0 < GEMM_TILE ? M - i0 : GEMM_TILE;
+                int nn = Nc - j0 < GEMM_TILE ? Nc - j0 : GEMM_TILE;
+                const float *at = ta ? A + (size_t)k0 * lda + i0 : A + (size_t)i0 * lda + k0;
+                const float *bt = tb ? B + (size_t)j0 * ldb + k0 : B + (size_t)k0 * ldb + j0;
+                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                            tb ? CblasTrans : CblasNoTrans, mm, nn, kk, 1.0f, at, lda, bt, ldb, 0.0f,
+                            part + (size_t)q * M * Nc + (size_t)i0 * Nc + j0, Nc);
+            });
         /* C = (bias | beta C | 0) + P_0 + ... + P_{ks-1}, each element in chunk order */
 #pragma omp parallel for num_threads(cpu_nthreads(c, (size_t)M * Nc * ks)) schedule(static)
         for (int i = 0; i < M; i++) {
@@ -813,23 +813,23 @@ void cpu_gemm_tiled(const struct cpu_ctx *c, int ta, int tb, int M, int Nc, int 
         return;
     }
     int nt = ntiles < c->threads ? (int)ntiles : c->threads;
-#pragma omp parallel for num_threads(nt) schedule(dynamic)
-    for (long k = 0; k < ntiles; k++) {
-        int i0 = (int)(k / tn) * GEMM_TILE, j0 = (int)(k % tn) * GEMM_TILE;
-        int mm = M - i0 < GEMM_TILE ? M - i0 : GEMM_TILE;
-        int nn = Nc - j0 < GEMM_TILE ? Nc - j0 : GEMM_TILE;
-        float *ct = Cm + (size_t)i0 * ldc + j0;
-        float b = beta;
-        if (bias) {
-            for (int i = 0; i < mm; i++)
-                memcpy(ct + (size_t)i * ldc, bias + j0, (size_t)nn * sizeof(float));
-            b = 1.0f;
-        }
-        const float *at = ta ? A + i0 : A + (size_t)i0 * lda;
-        const float *bt = tb ? B + (size_t)j0 * ldb : B + j0;
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    mm, nn, K, 1.0f, at, lda, bt, ldb, b, ct, ldc);
-    }
+    CPU_PARFOR_DYNAMIC(nt,
+        for (long k = 0; k < ntiles; k++) {
+            int i0 = (int)(k / tn) * GEMM_TILE, j0 = (int)(k % tn) * GEMM_TILE;
+            int mm = M - i0 < GEMM_TILE ? M - i0 : GEMM_TILE;
+            int nn = Nc - j0 < GEMM_TILE ? Nc - j0 : GEMM_TILE;
+            float *ct = Cm + (size_t)i0 * ldc + j0;
+            float b = beta;
+            if (bias) {
+                for (int i = 0; i < mm; i++)
+                    memcpy(ct + (size_t)i * ldc, bias + j0, (size_t)nn * sizeof(float));
+                b = 1.0f;
+            }
+            const float *at = ta ? A + i0 : A + (size_t)i0 * lda;
+            const float *bt = tb ? B + (size_t)j0 * ldb : B + j0;
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                        mm, nn, K, 1.0f, at, lda, bt, ldb, b, ct, ldc);
+        });
 }
 
 int cpu_matmul_forward(void *ctx, float *out, const float *x, const float *w, const float *bias,

@@ -67,16 +67,16 @@ static void gemm_tiled_alpha(const struct cpu_ctx *c, int ta, int tb, int M, int
     int nt = ntiles < c->threads ? (int)ntiles : c->threads;
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
-#pragma omp parallel for num_threads(nt) schedule(dynamic)
-    for (long k = 0; k < ntiles; k++) {
-        int i0 = (int)(k / tn) * OPT_TILE, j0 = (int)(k % tn) * OPT_TILE;
-        int mm = M - i0 < OPT_TILE ? M - i0 : OPT_TILE;
-        int nn = N - j0 < OPT_TILE ? N - j0 : OPT_TILE;
-        const float *at = ta ? A + i0 : A + (size_t)i0 * lda;
-        const float *bt = tb ? B + (size_t)j0 * ldb : B + j0;
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    mm, nn, K, alpha, at, lda, bt, ldb, beta, C + (size_t)i0 * ldc + j0, ldc);
-    }
+    CPU_PARFOR_DYNAMIC(nt,
+        for (long k = 0; k < ntiles; k++) {
+            int i0 = (int)(k / tn) * OPT_TILE, j0 = (int)(k % tn) * OPT_TILE;
+            int mm = M - i0 < OPT_TILE ? M - i0 : OPT_TILE;
+            int nn = N - j0 < OPT_TILE ? N - j0 : OPT_TILE;
+            const float *at = ta ? A + i0 : A + (size_t)i0 * lda;
+            const float *bt = tb ? B + (size_t)j0 * ldb : B + j0;
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                        mm, nn, K, alpha, at, lda, bt, ldb, beta, C + (size_t)i0 * ldc + j0, ldc);
+        });
 }
 
 int cpu_gemm(void *ctx, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
