@@ -7,7 +7,10 @@
  *  - rows independent: the rows of an N = 7 call memcmp-equal to N = 1 calls
  *    of each row, and to N = 3 calls holding the same row at each position;
  *    every N = 1..65 (all register blocks) row-for-row equal to N = 1;
- *  - N = 0 does nothing; C or OC <= 0 or N < 0 is LLM_EINVAL.
+ *  - N = 0 does nothing; C or OC <= 0 or N < 0 is LLM_EINVAL;
+ *  - cpu_parfor_steal (the thread split of linear_rows and linear_rows_q8)
+ *    does every index exactly once, for any threads, size and chunk, and a
+ *    thread that is done takes the rest of a slow thread's range.
  *
  * Tolerance: a float sum of C products in any fixed order (one chain per
  * lane, a reduction tree, the bias) errs by at most gamma_k sum_i |x_i w_i| +
@@ -18,10 +21,14 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <omp.h>
+#include <stdatomic.h>
 
 #include "core/err.h"
 #include "core/rng.h"
+#include "core/log.h"
 #include "nn/backend.h"
+#include "nn/cpu/cpu_impl.h"
 #include "nntest.h"
 
 /* Uniform in [lo, hi), seeded. */
@@ -111,7 +118,8 @@ static void test_oracle_small(void **state)
             check_shape(shapes[s][0], shapes[s][1], shapes[s][2], off, 100 + s);
 }
 
-/* Above the one-thread cutoff (C OC >= 16384), so 2 threads really split. */
+/* Most with at least two chunks of cpu_parfor_steal (64 KB of weights
+ * each), so 2 threads really split. */
 static void test_oracle_threaded(void **state)
 {
     (void)state;
@@ -241,6 +249,83 @@ static void test_nonfinite(void **state)
     pool_free();
 }
 
+/* ---- cpu_parfor_steal ---- */
+
+struct steal_log {
+    _Atomic int *count;   /* calls that covered each index */
+    int *by;              /* the thread that did each index */
+    _Atomic int done;     /* indices done so far */
+    int n, slow;          /* slow: thread 0 holds its first chunk until the rest is done */
+    _Atomic int held;
+};
+
+static void steal_fn(void *arg, int i0, int i1)
+{
+    struct steal_log *g = arg;
+    int t = omp_get_thread_num();
+    assert_true(0 <= i0 && i0 < i1 && i1 <= g->n);
+    for (int i = i0; i < i1; i++) {
+        atomic_fetch_add(&g->count[i], 1);
+        g->by[i] = t;
+    }
+    int total = atomic_fetch_add(&g->done, i1 - i0) + (i1 - i0);
+    if (g->slow && t == 0 && !atomic_exchange(&g->held, 1)) {
+        /* the other thread must finish its own range, then take all of ours */
+        double t0 = llm_now();
+        while (total < g->n && llm_now() - t0 < 30)
+            total = atomic_load(&g->done);
+        assert_int_equal(total, g->n);
+    }
+}
+
+static void run_steal(int nt, int n, int chunk, int slow, struct steal_log *g)
+{
+    g->count = calloc((size_t)n + 1, sizeof(*g->count));
+    g->by = calloc((size_t)n + 1, sizeof(int));
+    assert_non_null(g->count);
+    assert_non_null(g->by);
+    g->n = n, g->slow = slow;
+    atomic_init(&g->done, 0);
+    atomic_init(&g->held, 0);
+    cpu_parfor_steal(nt, n, chunk, steal_fn, g);
+    for (int i = 0; i < n; i++)
+        if (atomic_load(&g->count[i]) != 1)
+            fail_msg("nt=%d n=%d chunk=%d: index %d done %d times", nt, n, chunk, i,
+                     atomic_load(&g->count[i]));
+    assert_int_equal(atomic_load(&g->done), n);
+}
+
+static void test_parfor_steal(void **state)
+{
+    (void)state;
+    static const int nts[] = {1, 2, 3, 4, 7}, ns[] = {0, 1, 2, 5, 63, 64, 65, 1000};
+    static const int chunks[] = {0, 1, 3, 64, 5000};
+    for (size_t a = 0; a < sizeof(nts) / sizeof(*nts); a++)
+        for (size_t b = 0; b < sizeof(ns) / sizeof(*ns); b++)
+            for (size_t c = 0; c < sizeof(chunks) / sizeof(*chunks); c++) {
+                struct steal_log g;
+                run_steal(nts[a], ns[b], chunks[c], 0, &g);
+                free(g.count);
+                free(g.by);
+            }
+    /* Thread 0 stalls in its first chunk (indices 0, 1) until everything
+     * else is done: thread 1 does its own half, then all of thread 0's but
+     * that chunk, taken from the back. (Should thread 0 start so late that
+     * thread 1 has taken its whole range, thread 0 does nothing at all.) */
+    if (omp_get_max_threads() < 2 || omp_get_thread_limit() < 2) {
+        print_message("test_parfor_steal: stealing not checked: OpenMP allows one thread here\n");
+        return;
+    }
+    struct steal_log g;
+    run_steal(2, 64, 2, 1, &g);
+    int k = g.by[0] == 0 ? 2 : 0;
+    for (int i = 0; i < 64; i++)
+        if (g.by[i] != (i < k ? 0 : 1))
+            fail_msg("stalled thread 0: index %d done by thread %d", i, g.by[i]);
+    free(g.count);
+    free(g.by);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_model_shapes),
         cmocka_unit_test(test_zero_rows_and_bad_dims),
         cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_parfor_steal),
     };
     return cmocka_run_group_tests_name("gemv", tests, setup, teardown);
 }

@@ -367,11 +367,14 @@ static void test_q8_oracle_small(void **state)
             check_shape(shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], off, 100 + s);
 }
 
-/* Above the one-thread cutoff (C OC >= 16384): 2 threads really split; and
- * the decode shapes of a real model. */
+/* The decode shapes of a real model, and odd ones. The first two and the
+ * last two have two or more chunks of cpu_parfor_steal (64 KB of int8
+ * weights each), so 2 threads really split them. */
 static void test_q8_oracle_threaded(void **state)
 {
     (void)state;
+    check_shape(5, 320, 450, 32, 1, 15);
+    check_shape(7, 768, 200, 64, 0, 16);
     check_shape(1, 288, 288, 32, 0, 7);
     check_shape(1, 320, 97, 64, 1, 8);
     check_shape(5, 288, 101, 32, 0, 9);

@@ -276,23 +276,37 @@ AVX2_INLINE void oblock_avx2(int O, float *out, const float *x, const float *w,
     }
 }
 
+struct rows_job {
+    float *out;
+    const float *x, *w, *bias;
+    int N, C, C16, OC;
+    __m256i t0, t1;
+};
+
+/* Output blocks [b0, b1) of a rows_job. */
+AVX2_FN static void rows_blocks(void *arg, int b0, int b1)
+{
+    const struct rows_job *j = arg;
+    for (int b = b0; b < b1; b++) {
+        int o0 = b * OBLK;
+        int O = j->OC - o0 < OBLK ? j->OC - o0 : OBLK;
+        oblock_avx2(O, j->out + o0, j->x, j->w + (size_t)o0 * j->C, j->bias ? j->bias + o0 : NULL,
+                    j->N, j->C, j->C16, j->t0, j->t1, j->OC);
+    }
+}
+
 AVX2_FN static void linear_rows_avx2(const struct cpu_ctx *c, float *out, const float *x,
                                      const float *w, const float *bias, int N, int C, int OC)
 {
     static const int32_t ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
     int C16 = C & ~15, rem = C - C16;
-    __m256i t0 = _mm256_loadu_si256((const __m256i *)(ones + 8 - (rem < 8 ? rem : 8)));
-    __m256i t1 = _mm256_loadu_si256((const __m256i *)(ones + 8 - (rem > 8 ? rem - 8 : 0)));
+    struct rows_job j = {out, x, w, bias, N, C, C16, OC,
+                         _mm256_loadu_si256((const __m256i *)(ones + 8 - (rem < 8 ? rem : 8))),
+                         _mm256_loadu_si256((const __m256i *)(ones + 8 - (rem > 8 ? rem - 8 : 0)))};
     int nblk = (OC + OBLK - 1) / OBLK;
     /* weights touched decide the threads (the x reuse is cache traffic) */
     int nt = cpu_nthreads(c, (size_t)OC * C);
-    CPU_PARFOR(nt,
-        for (int b = 0; b < nblk; b++) {
-            int o0 = b * OBLK;
-            int O = OC - o0 < OBLK ? OC - o0 : OBLK;
-            oblock_avx2(O, out + o0, x, w + (size_t)o0 * C, bias ? bias + o0 : NULL, N, C, C16, t0, t1,
-                        OC);
-        });
+    cpu_parfor_steal(nt, nblk, cpu_steal_chunk((size_t)OBLK * C * sizeof(float)), rows_blocks, &j);
 }
 
 /* ---- portable fallback (no AVX2 + FMA) ---------------------------------- */

@@ -52,6 +52,24 @@ static inline int cpu_nthreads(const struct cpu_ctx *c, size_t work)
 #define CPU_PARFOR(nt, ...) CPU_PARFOR_(nt, schedule(static), __VA_ARGS__)
 #define CPU_PARFOR_DYNAMIC(nt, ...) CPU_PARFOR_(nt, schedule(dynamic, 1), __VA_ARGS__)
 
+/* cpu_par.c: fn(arg, i0, i1) over [0, n) in pieces, on up to nt OpenMP
+ * threads: each thread walks its own contiguous range front to back in
+ * chunks of `chunk` indices, then takes chunks from the back of the ranges
+ * not yet done (the decode matmuls: long sequential weight reads, no thread
+ * left waiting for a slower one). fn must give the same result for an index
+ * whichever call and thread do it. */
+void cpu_parfor_steal(int nt, int n, int chunk, void (*fn)(void *arg, int i0, int i1), void *arg);
+
+/* Indices per chunk of cpu_parfor_steal when one index reads block_bytes
+ * of weights: about CPU_STEAL_BYTES, long enough a sequential run for the
+ * prefetchers, short enough to even out the threads' finishing times. */
+#define CPU_STEAL_BYTES 65536
+static inline int cpu_steal_chunk(size_t block_bytes)
+{
+    size_t k = CPU_STEAL_BYTES / (block_bytes ? block_bytes : 1);
+    return k < 1 ? 1 : (int)k;
+}
+
 /* cpu_ops.c: vector math shared by the CPU op files. cpu_has_avx2: 1 when
  * the CPU runs AVX2 + FMA (the fast paths), checked once at run time.
  * cpu_exp_row: y[j] = exp(a x[j] - b) for j < n (y may be x, or NULL: only

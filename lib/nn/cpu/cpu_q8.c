@@ -223,26 +223,40 @@ AVX2_INLINE void oblock(int G, int O, float *out, const float *x, const int8_t *
                 bias ? bias + o : NULL, C, OC, 0);
 }
 
+struct q8_job {
+    float *out;
+    const float *x, *scales, *bias;
+    const int8_t *wq;
+    int N, C, OC, G;
+};
+
+/* Output blocks [b0, b1) of a q8_job. */
+AVX2_FN static void q8_blocks(void *arg, int b0, int b1)
+{
+    const struct q8_job *j = arg;
+    int C = j->C, NG = C / j->G;
+    for (int b = b0; b < b1; b++) {
+        int o0 = b * OBLK;
+        int O = j->OC - o0 < OBLK ? j->OC - o0 : OBLK;
+        float *op = j->out + o0;
+        const int8_t *wp = j->wq + (size_t)o0 * C;
+        const float *sp = j->scales + (size_t)o0 * NG, *bp = j->bias ? j->bias + o0 : NULL;
+        /* G as a constant: the column loop of a group fully unrolls */
+        if (j->G == 32)
+            oblock(32, O, op, j->x, wp, sp, bp, j->N, C, j->OC);
+        else
+            oblock(64, O, op, j->x, wp, sp, bp, j->N, C, j->OC);
+    }
+}
+
 AVX2_FN static void q8_avx2(const struct cpu_ctx *c, float *out, const float *x, const int8_t *wq,
                             const float *scales, const float *bias, int N, int C, int OC, int G)
 {
-    int NG = C / G;
+    struct q8_job j = {out, x, scales, bias, wq, N, C, OC, G};
     int nblk = (OC + OBLK - 1) / OBLK;
     /* weights touched decide the threads (the x reuse is cache traffic) */
     int nt = cpu_nthreads(c, (size_t)OC * C);
-    CPU_PARFOR(nt,
-        for (int b = 0; b < nblk; b++) {
-            int o0 = b * OBLK;
-            int O = OC - o0 < OBLK ? OC - o0 : OBLK;
-            float *op = out + o0;
-            const int8_t *wp = wq + (size_t)o0 * C;
-            const float *sp = scales + (size_t)o0 * NG, *bp = bias ? bias + o0 : NULL;
-            /* G as a constant: the column loop of a group fully unrolls */
-            if (G == 32)
-                oblock(32, O, op, x, wp, sp, bp, N, C, OC);
-            else
-                oblock(64, O, op, x, wp, sp, bp, N, C, OC);
-        });
+    cpu_parfor_steal(nt, nblk, cpu_steal_chunk((size_t)OBLK * C), q8_blocks, &j);
 }
 
 /* ---- portable fallback (no AVX2 + FMA) ---------------------------------- */
