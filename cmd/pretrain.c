@@ -71,7 +71,10 @@ static int run_one(const struct llm_config *c, const char *resume, long stop_aft
         return rc;
     if (!(rc = llm_pretrain_init(&p, c, &be))) {
         if (!(rc = llm_model_init(&m, &c->model, &be, (uint64_t)c->train.seed))) {
-            if (!(rc = tokenizer_header(c, &extra))) {
+            /* a warm start (a resumed run then restores its own weights) */
+            if (c->train.init_from[0])
+                rc = llm_train_init_from(&m, c, c->train.init_from);
+            if (!rc && !(rc = tokenizer_header(c, &extra))) {
                 struct cmd_train_run t = {
                     .c = c, .m = &m, .task = &p.task, .extra_header = extra, .resume = resume,
                     .stop_after = stop_after, .json = json, .label = "train", .summary = add_entropy,

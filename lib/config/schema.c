@@ -166,7 +166,8 @@ static const struct llm_config_key keys[] = {
         "skip a step whose loss exceeds this times the running mean loss; 0 = off (NaN/inf always skip)"),
     INT("train.max_skipped", train.max_skipped, 10, 0, "stop the run after this many skipped steps"),
     STR("train.init_from", train.init_from, "", 0,
-        "sft/dpo/grpo: the checkpoint to start from (its model replaces the model section); \"\" = unset"),
+        "sft/dpo/grpo: the checkpoint to start from (its model replaces the model section); pretrain: "
+        "a warm start from its weights (same model; fresh optimizer and schedule); \"\" = unset"),
 
     ENUM("optim.name", optim.name, LLM_OPTIM_ADAMW, optim_names, "optimizer"),
     NUM("optim.lr", optim.lr, 3e-4, GT0, "peak learning rate"),

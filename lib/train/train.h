@@ -95,6 +95,12 @@ struct llm_train_opts {
 int llm_train_run(struct llm_model *m, const struct llm_train_task *task, const struct llm_train_opts *o,
                   struct llm_train_summary *sum);
 
+/* Warm start: the parameters of the model checkpoint at path into m (just
+ * built by llm_model_init for cfg->model); the checkpoint's model config
+ * must equal cfg->model (LLM_EINVAL naming the first key that differs).
+ * Only the weights: the optimizer and the schedule start afresh. */
+int llm_train_init_from(struct llm_model *m, const struct llm_config *cfg, const char *path);
+
 /* The summary as a JSON object (caller deletes; NULL on ENOMEM). */
 cJSON *llm_train_summary_json(const struct llm_train_summary *s);
 

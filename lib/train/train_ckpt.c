@@ -332,20 +332,26 @@ static const char *first_diff(const cJSON *a, const cJSON *b)
     return "?";
 }
 
-static int check_config(const struct train_loop *L, const cJSON *h, const char *path)
+/* The header's model config against cur's ("model" of llm_config_to_json);
+ * `need` says what needs them equal, for the message. */
+static int same_model(const cJSON *h, const cJSON *cur, const char *path, const char *need)
 {
     const cJSON *ck = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(h, "config"), "model");
+    const cJSON *cm = cJSON_GetObjectItemCaseSensitive(cur, "model");
+    if (!cJSON_IsObject(ck))
+        return llm_err(LLM_EFORMAT, "%s: the header has no model config", path);
+    if (!cJSON_Compare(ck, cm, 1))
+        return llm_err(LLM_EINVAL, "%s: model.%s differs from the config's; %s", path, first_diff(cm, ck), need);
+    return 0;
+}
+
+static int check_config(const struct train_loop *L, const cJSON *h, const char *path)
+{
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(h, "run_config");
     cJSON *cur = llm_config_to_json(L->cfg);
     if (!cur)
         return LLM_ENOMEM;
-    const cJSON *cm = cJSON_GetObjectItemCaseSensitive(cur, "model");
-    int rc = 0;
-    if (!cJSON_IsObject(ck))
-        rc = llm_err(LLM_EFORMAT, "%s: the header has no model config", path);
-    else if (!cJSON_Compare(ck, cm, 1))
-        rc = llm_err(LLM_EINVAL, "%s: model.%s differs from the config's; resume needs the same model "
-                     "(use another train.out_dir for a new run)", path, first_diff(cm, ck));
+    int rc = same_model(h, cur, path, "resume needs the same model (use another train.out_dir for a new run)");
     const cJSON *on = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(run, "optim"), "name");
     const cJSON *cn = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cur, "optim"), "name");
     if (!rc && cJSON_IsString(on) && !cJSON_Compare(on, cn, 1))
@@ -368,6 +374,31 @@ static int read_named(struct llm_ckpt_reader *r, struct llm_backend *be, const c
                        llm_ckpt_dtype_name(t->dtype), (unsigned long long)t->nbytes, numel * sizeof(float));
     int rc = llm_model_read_device(r, (size_t)k, be, dst);
     return rc ? llm_err_wrap(rc, "loading '%s'", name) : 0;
+}
+
+int llm_train_init_from(struct llm_model *m, const struct llm_config *cfg, const char *path)
+{
+    struct llm_ckpt_reader *r;
+    int rc = llm_ckpt_open(&r, path);
+    if (rc)
+        return llm_err_wrap(rc, "train.init_from");
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(llm_ckpt_header(r), "format");
+    cJSON *cur = NULL;
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, LLM_MODEL_FORMAT))
+        rc = llm_err(LLM_EFORMAT, "train.init_from: %s is not a model checkpoint", path);
+    else if (!(cur = llm_config_to_json(cfg)))
+        rc = LLM_ENOMEM;
+    else
+        rc = same_model(llm_ckpt_header(r), cur, path,
+                        "train.init_from needs the model the config describes (the weights are copied as they are)");
+    cJSON_Delete(cur);
+    for (size_t i = 0; !rc && i < m->layout.n; i++)
+        rc = read_named(r, m->be, m->layout.p[i].name, m->layout.p[i].numel, m->params + m->layout.p[i].offset,
+                        path);
+    if (!rc && m->be->ops->sync)
+        rc = m->be->ops->sync(m->be->ctx);
+    llm_ckpt_close(r);
+    return rc;
 }
 
 int train_resume(struct train_loop *L, struct llm_model *m, const char *from)

@@ -79,6 +79,28 @@ has "$T/err" "run again: says it is complete" "complete"
 fails "another model in the same folder" 1 "model.d_model differs" \
     "$LLM" pretrain configs/tiny.json $DATA --set train.out_dir="$T/tiny" --set model.d_model=64
 
+# ---- train.init_from: a warm start from another run's weights ----
+# One step (lr 1e-4) from the trained tiny model: the
+# validation loss stays near the tiny run's, far below a fresh model's
+# (~ln 512 = 6.2); the optimizer starts afresh (step 1, not a resume).
+# shellcheck disable=SC2086
+expect "init_from: exit 0" 0 "$LLM" pretrain configs/tiny.json $DATA --set train.out_dir="$T/warm" --json \
+    --set train.steps=1 --set schedule.warmup=1 --set optim.lr=1e-4 --set train.eval_every=1 \
+    --set train.init_from="$T/tiny/final.llm"
+WARM=$(num "$T/out" val_loss)
+if [ -n "$WARM" ] && [ -n "$VAL" ] && awk "BEGIN { exit !($WARM < $VAL + 0.2 && $WARM < $H - 1.0) }"; then
+    ok "init_from: after one step the val loss ($WARM) is the trained model's ($VAL)"
+else nok "init_from: the val loss is the trained model's" "warm $WARM, tiny $VAL, entropy $H" "$(head -c 600 "$T/out")"; fi
+has "$T/out" "init_from: a fresh run of 1 step" '"step":[[:space:]]*1[,}[:space:]]'
+fails "init_from: another model" 1 "model.d_model differs" "$LLM" pretrain configs/tiny.json $DATA \
+    --set train.out_dir="$T/warm2" --set train.steps=1 --set schedule.warmup=1 --set model.d_model=64 --set train.init_from="$T/tiny/final.llm"
+fails "init_from: a missing file" 1 "train.init_from" "$LLM" pretrain configs/tiny.json $DATA \
+    --set train.out_dir="$T/warm3" --set train.steps=1 --set schedule.warmup=1 --set train.init_from="$T/nonexistent.llm"
+fails "init_from: not a checkpoint" 1 "train.init_from" "$LLM" pretrain configs/tiny.json $DATA \
+    --set train.out_dir="$T/warm4" --set train.steps=1 --set schedule.warmup=1 --set train.init_from="$D/tokenizer.json"
+if [ ! -e "$T/warm2/final.llm" ] && [ ! -e "$T/warm3/final.llm" ]; then ok "init_from: no checkpoint after an error"
+else nok "init_from: no checkpoint after an error" "$(ls "$T/warm2" "$T/warm3" 2>&1)"; fi
+
 # ---- resume: N + N steps equal 2N, for every optimizer ----
 SMALL="$DATA --set model.d_model=32 --set model.n_layers=2 --set model.n_heads=2 --set model.d_ff=64 \
   --set model.context_length=32 --set train.batch_size=4 --set train.grad_accum=2 --set train.eval_every=4 \
