@@ -1,7 +1,8 @@
 #!/bin/sh
 # generate_bench.sh: `llm generate` decode speed at batch 1 (and batched
 # throughput) on the Llama shapes of llama2.c's 15M and 110M models, fp32 and
-# int8, against the memory-bandwidth roofline measured in the same run
+# int8 (weights only, and W8A8: int8 activations too), against the
+# memory-bandwidth roofline measured in the same run
 # (bench/README.md "Generation").
 #
 #   sh bench/generate_bench.sh        # TOKENS=200 THREADS=$(nproc)
@@ -85,7 +86,7 @@ BW=$(bandwidth)
 echo "read bandwidth (1 GiB, $THREADS threads): $BW GB/s"
 : >"$OUT/results.txt"
 ours() { # name quant batch: prints `llm generate`'s decode tokens/s (all sequences)
-    q=""; [ "$2" = int8 ] && q="--quantize int8"
+    q=""; [ "$2" = fp32 ] || q="--quantize $2"
     if [ "$3" -gt 1 ]; then
         i=0; : >"$OUT/prompts.jsonl"
         while [ $i -lt "$3" ]; do echo '{"prompt": "The model"}' >>"$OUT/prompts.jsonl"; i=$((i + 1)); done
@@ -104,7 +105,7 @@ result() { # name dim layers quant batch tok/s [impl]: appends a RESULT row agai
     BEGIN {
         V = 32000; F = (d == 288) ? 768 : 2048
         w = L * (4 * d * d + 3 * d * F) + V * d            # weight matrices read per step (untied head)
-        bpw = (q == "int8") ? 1 + 4 / 32 : 4
+        bpw = (q == "fp32") ? 4 : 1 + 4 / 32
         kv = L * 2 * d * 4 * (T / 2 + 3)                   # the KV cache read at the mean position
         bytes = w * bpw + d * 4 + kv
         roof = bw * 1e9 / bytes
@@ -144,6 +145,7 @@ for m in "15M 288 6" "110M 768 12"; do
     set -- $m
     run "$1" "$2" "$3" fp32 1
     run "$1" "$2" "$3" int8 1
+    run "$1" "$2" "$3" w8a8 1
     for b in 4 16 64; do run "$1" "$2" "$3" fp32 $b; done
     if [ -n "$LLAMA2C" ]; then side_by_side "$1" "$2" "$3"; fi
 done

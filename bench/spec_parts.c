@@ -3,11 +3,13 @@
  * rows that verifies K drafted tokens (c_v), and the draft's decode step
  * (c_d), each at a position past a 32-token prefix.
  *
- *   build/cpu/bench/spec_parts TARGET.llm DRAFT.llm K... [--threads N] [--draft-threads N] [--draft-int8]
+ *   build/cpu/bench/spec_parts TARGET.llm DRAFT.llm K... [--threads N] [--draft-threads N]
+ *                              [--draft-int8 | --draft-w8a8]
  *
  * --draft-int8 decodes the draft with int8 weights (groups of 32), as
- * `llm generate --draft-quantize int8`; an int8 checkpoint is always decoded
- * in int8.
+ * `llm generate --draft-quantize int8`; --draft-w8a8 also quantizes its
+ * activations (`--draft-quantize w8a8`); an int8 checkpoint is always
+ * decoded in int8.
  *
  * A greedy round emits E = (1 - a^(K+1)) / (1 - a) tokens on average when
  * each drafted token is accepted with probability a (Leviathan et al. 2023,
@@ -44,14 +46,16 @@ static void die(const char *what)
     exit(1);
 }
 
-static void open_model(struct timed *t, const char *path, struct llm_backend *be, int group)
+static void open_model(struct timed *t, const char *path, struct llm_backend *be, int group, int a8)
 {
     if (llm_loaded_open(&t->l, path, be, group, LLM_TOK_NONE, NULL))
         die(path);
     if (llm_infer_new(&t->x, &t->l.m, 1, t->l.m.cfg.context_length))
         die("caches");
-    if (llm_loaded_q8(&t->l))
+    if (llm_loaded_q8(&t->l)) {
         llm_infer_use_q8(t->x, llm_loaded_q8(&t->l));
+        llm_infer_use_a8(t->x, a8);
+    }
     int V = t->l.m.cfg.vocab_size;
     t->logits = malloc((size_t)(MAXK + 1) * V * sizeof(float));
     if (!t->logits)
@@ -106,7 +110,7 @@ static double needed(double goal, int K, double ct, double cd, double cv)
 
 int main(int argc, char **argv)
 {
-    int threads = 0, dthreads = 0, dint8 = 0, ks[MAXK], nk = 0;
+    int threads = 0, dthreads = 0, dint8 = 0, da8 = 0, ks[MAXK], nk = 0;
     const char *paths[2] = {NULL, NULL};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
@@ -115,6 +119,8 @@ int main(int argc, char **argv)
             dthreads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--draft-int8"))
             dint8 = 1;
+        else if (!strcmp(argv[i], "--draft-w8a8"))
+            dint8 = da8 = 1;
         else if (!paths[0] || !paths[1])
             paths[paths[0] ? 1 : 0] = argv[i];
         else if (nk < MAXK && atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAXK)
@@ -122,15 +128,15 @@ int main(int argc, char **argv)
     }
     if (!paths[1] || !nk) {
         fprintf(stderr, "usage: spec_parts TARGET.llm DRAFT.llm K... [--threads N] [--draft-threads N] "
-                        "[--draft-int8]\n");
+                        "[--draft-int8 | --draft-w8a8]\n");
         return 2;
     }
     struct llm_backend be, dbe;
     if (llm_backend_cpu_init(&be, threads, 0) || llm_backend_cpu_init(&dbe, dthreads ? dthreads : threads, 0))
         die("backend");
     struct timed tg, dr;
-    open_model(&tg, paths[0], &be, 0);
-    open_model(&dr, paths[1], &dbe, dint8 ? 32 : 0);
+    open_model(&tg, paths[0], &be, 0, 0);
+    open_model(&dr, paths[1], &dbe, dint8 ? 32 : 0, da8);
     double ct = time_pass(&tg, 0), cd = time_pass(&dr, 0);
     printf("target step %.3f ms, draft step %.3f ms (%.2f of the target's)\n", ct * 1e3, cd * 1e3, cd / ct);
     for (int i = 0; i < nk; i++) {

@@ -158,11 +158,13 @@ int cmd_generate(int argc, char **argv)
                                                             "probability falls below P (0 = off, default)"},
         {"draft-threads", 0, LLM_OPT_INT, &draft_threads, "N", "the draft's CPU threads (default: --threads; a small "
                                                                "draft's step is mostly fork/join, 1 can be faster)"},
-        {"draft-quantize", 0, LLM_OPT_STR, &draft_quantize, "int8", "the draft decodes with int8 weights (--group's "
-                                                                      "groups; an int8 --draft needs no flag)"},
+        {"draft-quantize", 0, LLM_OPT_STR, &draft_quantize, "int8|w8a8", "the draft decodes with int8 weights "
+                                                                           "(--group's groups; an int8 --draft needs no "
+                                                                           "flag); w8a8: int8 activations too"},
         {"truncate", 0, LLM_OPT_STR, &truncate, "error|left", "a prompt longer than the context: fail "
                                                               "(default) or keep its end"},
-        {"quantize", 0, LLM_OPT_STR, &quantize, "int8", "decode with int8 weights (per-group scales; docs/quant.md)"},
+        {"quantize", 0, LLM_OPT_STR, &quantize, "int8|w8a8", "decode with int8 weights (per-group scales; "
+                                                               "docs/quant.md); w8a8: int8 activations too"},
         {"group", 0, LLM_OPT_INT, &group, "G", "--quantize: weights per scale, 32 (default) or 64"},
         {"tokenizer", 0, LLM_OPT_STR, &tok_path, "FILE", "tokenizer.json (default: the checkpoint's)"},
         {"no-special", 0, LLM_OPT_FLAG, &no_special, NULL, "encode special-token text in prompts as plain text"},
@@ -197,10 +199,10 @@ int cmd_generate(int argc, char **argv)
         rc = llm_err(LLM_EUSAGE, "--batch: expected 1..4096, got %ld", batch);
     else if (top_k < 0 || top_k > (1L << 30))
         rc = llm_err(LLM_EUSAGE, "--top-k: expected a count >= 0, got %ld", top_k);
-    else if (quantize && strcmp(quantize, "int8"))
-        rc = llm_err(LLM_EUSAGE, "--quantize: expected int8, got '%s'", quantize);
-    else if (draft_quantize && strcmp(draft_quantize, "int8"))
-        rc = llm_err(LLM_EUSAGE, "--draft-quantize: expected int8, got '%s'", draft_quantize);
+    else if (quantize && strcmp(quantize, "int8") && strcmp(quantize, "w8a8"))
+        rc = llm_err(LLM_EUSAGE, "--quantize: expected int8 or w8a8, got '%s'", quantize);
+    else if (draft_quantize && strcmp(draft_quantize, "int8") && strcmp(draft_quantize, "w8a8"))
+        rc = llm_err(LLM_EUSAGE, "--draft-quantize: expected int8 or w8a8, got '%s'", draft_quantize);
     else if (draft_quantize && !draft)
         rc = llm_err(LLM_EUSAGE, "--draft-quantize needs --draft");
     else if (group != 32 && group != 64)
@@ -261,8 +263,10 @@ int cmd_generate(int argc, char **argv)
         rc = llm_loaded_open(&lm, model, &be, quantize ? (int)group : 0, LLM_TOK_NEEDED, tok_path);
     struct llm_model *mp = &lm.m;
     const struct llm_tokenizer *tok = lm.tok;
-    if (!rc)
+    if (!rc) {
         go.q8 = llm_loaded_q8(&lm);
+        go.a8 = quantize && !strcmp(quantize, "w8a8");
+    }
     if (!rc && draft && draft_threads > 0 && !(rc = llm_backend_cpu_init(&dbe, (int)draft_threads, 0)))
         have_dbe = 1;
     if (!rc && draft &&
@@ -270,6 +274,7 @@ int cmd_generate(int argc, char **argv)
                                NULL))) {
         go.draft = &dm.m;
         go.draft_q8 = llm_loaded_q8(&dm);
+        go.draft_a8 = draft_quantize && !strcmp(draft_quantize, "w8a8");
         if (dm.m.cfg.vocab_size != mp->cfg.vocab_size)
             rc = llm_err(LLM_EINVAL, "--draft: %s has vocab_size %d, the model %d: the draft must share the "
                          "model's vocabulary", draft, dm.m.cfg.vocab_size, mp->cfg.vocab_size);

@@ -449,14 +449,18 @@ int llm_generate(struct llm_model *m, const struct llm_tokenizer *tok, const cha
         rc = llm_tok_encoder_new(tok, &g.enc);
     if (!rc)
         rc = llm_infer_new(&g.x, m, B, g.max_len);
-    if (!rc && o->q8)
+    if (!rc && o->q8) {
         llm_infer_use_q8(g.x, o->q8);
+        llm_infer_use_a8(g.x, o->a8);
+    }
     if (!rc && o->draft) {
         int dl = o->draft->cfg.context_length < g.max_len ? o->draft->cfg.context_length : g.max_len;
         g.max_len = dl; /* both caches hold the sequence */
         rc = llm_infer_new(&g.dx, o->draft, 1, dl);
-        if (!rc && o->draft_q8)
+        if (!rc && o->draft_q8) {
             llm_infer_use_q8(g.dx, o->draft_q8);
+            llm_infer_use_a8(g.dx, o->draft_a8);
+        }
     }
     int next = 0;
     while (!rc && (next < n || g.nactive > 0)) {

@@ -39,6 +39,7 @@ struct llm_gen_opts {
     const struct llm_q8 *draft_q8; /* int8 weights of the draft (a cheaper proposal; exactness is the
                                     * target's), or NULL */
     const struct llm_q8 *q8;    /* int8 weights of the model for decoding (quant.h), or NULL */
+    int a8, draft_a8;           /* with q8 / draft_q8: int8 activations too (W8A8, llm_infer_use_a8) */
     const uint64_t *seeds;      /* (n) a sampling seed per prompt, or NULL: sample.seed for all */
 };
 

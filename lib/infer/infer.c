@@ -108,6 +108,7 @@ struct llm_infer {
     int *count, *mark;           /* moe: (E) x2 */
     float *hq, *hk, *hv, *ho, *phq, *phk; /* linear: (rows, QW), (rows, KW) x2, (rows, QW), (HS) x2 */
     const struct llm_q8 *q8;     /* int8 weights for the row-independent path, or NULL */
+    int a8;                      /* with q8: int8 activations too (linear_rows_q8a8) */
 };
 
 static float *P(const struct llm_infer *x, long i)
@@ -341,6 +342,7 @@ static int q8_of(const struct llm_infer *x, const float *w, int IC, const int8_t
 }
 
 void llm_infer_use_q8(struct llm_infer *x, const struct llm_q8 *q) { x->q8 = q; }
+void llm_infer_use_a8(struct llm_infer *x, int on) { x->a8 = on != 0; }
 
 static int linear(struct llm_infer *x, int gemv, float *out, const float *in, const float *w,
                   const float *b, int N, int IC, int OC)
@@ -350,7 +352,8 @@ static int linear(struct llm_infer *x, int gemv, float *out, const float *in, co
     const int8_t *wq;
     const float *sc;
     if (gemv && x->q8 && q8_of(x, w, IC, &wq, &sc))
-        return OP(x, linear_rows_q8, out, in, wq, sc, b, N, IC, OC, x->q8->G);
+        return x->a8 ? OP(x, linear_rows_q8a8, out, in, wq, sc, b, N, IC, OC, x->q8->G)
+                     : OP(x, linear_rows_q8, out, in, wq, sc, b, N, IC, OC, x->q8->G);
     if (gemv)
         return OP(x, linear_rows, out, in, w, b, N, IC, OC);
     return OP(x, matmul_forward, out, in, w, b, N, IC, OC);

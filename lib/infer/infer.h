@@ -91,6 +91,11 @@ int llm_infer_truncate(struct llm_infer *x, int seq, int len);
  * the thread count. */
 struct llm_q8;
 void llm_infer_use_q8(struct llm_infer *x, const struct llm_q8 *q);
+/* on = 1: with int8 weights (llm_infer_use_q8), quantize the activations
+ * too, per group, and take the integer dot products of linear_rows_q8a8
+ * (W8A8: faster where the int8 step is bound by arithmetic, and no longer
+ * within float rounding of the dequantized model: docs/quant.md). */
+void llm_infer_use_a8(struct llm_infer *x, int on);
 
 /* Bytes of cache per token per sequence (all layers), for reports: K+V
  * floats (2 NKV HS per layer), MLA's latent and rope key (K + R per layer);

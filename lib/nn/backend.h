@@ -247,6 +247,15 @@ struct llm_backend_ops {
      * Same contract as linear_rows (rows independent, fixed order). */
     int (*linear_rows_q8)(void *ctx, float *out, const float *x, const int8_t *wq,
                           const float *scales, const float *bias, int N, int C, int OC, int G);
+    /* linear_rows_q8's weights with the activations quantized too (W8A8):
+     * each row's groups of G columns to int8 with their own scale (largest
+     * |x| / 127), integer dot products per group, then the two scales:
+     * out[n,o] = sum_g fmaf(D_g, sx[n,g] * scales[o,g]) + bias[o], D_g the
+     * exact int32 dot (lib/nn/cpu/cpu_q8a8.c has the exact math). Rows
+     * independent; the same bits on every path of a backend. A NaN or an
+     * infinity in a group of x makes that row's outputs NaN. */
+    int (*linear_rows_q8a8)(void *ctx, float *out, const float *x, const int8_t *wq,
+                            const float *scales, const float *bias, int N, int C, int OC, int G);
 };
 
 enum llm_activation_kind { LLM_ACT_RELU, LLM_ACT_GELU, LLM_ACT_RELU2 };

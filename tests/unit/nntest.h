@@ -4,6 +4,7 @@
 #ifndef LLM_NNTEST_H
 #define LLM_NNTEST_H
 
+#include "core/rng.h"
 #include "nn/backend.h"
 
 /* ---- allocation pool: everything a test allocates, freed by pool_free ---- */
@@ -33,6 +34,22 @@ static inline float *fcopy(const float *a, size_t n)
 {
     float *p = fnew(n);
     memcpy(p, a, n * sizeof(float));
+    return p;
+}
+
+/* p[i] uniform in [lo, hi), seeded; frand: the same into a pooled array. */
+static inline void frand_fill(float *p, uint64_t seed, size_t n, float lo, float hi)
+{
+    struct llm_rng r;
+    llm_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++)
+        p[i] = lo + (hi - lo) * llm_rng_float(&r);
+}
+
+static inline float *frand(uint64_t seed, size_t n, float lo, float hi)
+{
+    float *p = fnew(n);
+    frand_fill(p, seed, n, lo, hi);
     return p;
 }
 

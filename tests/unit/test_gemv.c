@@ -31,17 +31,6 @@
 #include "nn/cpu/cpu_impl.h"
 #include "nntest.h"
 
-/* Uniform in [lo, hi), seeded. */
-static float *frand(uint64_t seed, size_t n, float lo, float hi)
-{
-    struct llm_rng r;
-    llm_rng_seed(&r, seed);
-    float *p = fnew(n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = lo + (hi - lo) * llm_rng_float(&r);
-    return p;
-}
-
 static int lr(struct llm_backend *b, float *out, const float *x, const float *w,
               const float *bias, int N, int C, int OC)
 {

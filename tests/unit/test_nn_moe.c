@@ -29,7 +29,7 @@
 
 #define CALL(b, op, ...) ((b)->ops->op((b)->ctx, __VA_ARGS__))
 
-static float *frand(uint64_t seed, size_t n, float lo, float hi)
+static float *frand_owned(uint64_t seed, size_t n, float lo, float hi)
 {
     struct llm_rng r;
     llm_rng_seed(&r, seed);
@@ -129,7 +129,7 @@ static double softmax_loss(const double *x, const double *R, int N, int C)
 static void softmax_case(int N, int C, float scale, int fd)
 {
     size_t n = (size_t)N * C;
-    float *x = frand(1, n, -scale, scale), *dout = frand(2, n, -1, 1);
+    float *x = frand_owned(1, n, -scale, scale), *dout = frand_owned(2, n, -1, 1);
     double *xd = dbl(x, n), *Rd = dbl(dout, n), *want = malloc(n * sizeof(double));
     ref_softmax(want, xd, N, C);
     float *res[2][2], *gres[2][2];
@@ -207,9 +207,9 @@ struct rows_case {
 
 static struct rows_case rows_case(int M, int N, int C)
 {
-    struct rows_case k = {M, N, C, frand(3, (size_t)N * C, -1, 1), frand(4, (size_t)M * C, -1, 1),
-                          frand(5, (size_t)M, -1, 1), frand(6, (size_t)N * C, -1, 1),
-                          frand(7, (size_t)M * C, -1, 1), irand(8, M, N)};
+    struct rows_case k = {M, N, C, frand_owned(3, (size_t)N * C, -1, 1), frand_owned(4, (size_t)M * C, -1, 1),
+                          frand_owned(5, (size_t)M, -1, 1), frand_owned(6, (size_t)N * C, -1, 1),
+                          frand_owned(7, (size_t)M * C, -1, 1), irand(8, M, N)};
     return k;
 }
 
@@ -249,7 +249,7 @@ static void rows_values(const struct rows_case *k)
     for (int r = 0; r < 2; r++)
         for (int t = 0; t < 2; t++) {
             const struct llm_backend *b = &be[r][t];
-            float *o = fzero(mc), *ow = fzero(mc), *sc = frand(9, nc, -1, 1), *dot = fzero(M);
+            float *o = fzero(mc), *ow = fzero(mc), *sc = frand_owned(9, nc, -1, 1), *dot = fzero(M);
             assert_int_equal(CALL(b, gather_rows, o, k->x, k->idx, NULL, M, N, C), 0);
             assert_int_equal(CALL(b, gather_rows, ow, k->x, k->idx, k->w, M, N, C), 0);
             assert_int_equal(CALL(b, scatter_add_rows, sc, k->y, k->idx, k->w, M, N, C), 0);
@@ -268,7 +268,7 @@ static void rows_values(const struct rows_case *k)
     for (size_t i = 0; i < mc; i++)
         want[i] = wd[i / C] * xd[(size_t)k->idx[i / C] * C + i % C];
     check_close("gather_rows (weighted)", gw[0][0], want, mc);
-    float *start = frand(9, nc, -1, 1); /* scatter adds into what was there */
+    float *start = frand_owned(9, nc, -1, 1); /* scatter adds into what was there */
     for (size_t i = 0; i < nc; i++)
         want[i] = start[i];
     ref_scatter(want, yd, k->idx, wd, M, C);
@@ -365,7 +365,7 @@ static void test_scatter_order(void **state)
 {
     (void)state;
     int M = 4000, C = 40;
-    float *y = frand(11, (size_t)M * C, -1, 1), *w = frand(12, M, 0, 2);
+    float *y = frand_owned(11, (size_t)M * C, -1, 1), *w = frand_owned(12, M, 0, 2);
     int32_t *idx = calloc(M, sizeof(int32_t)); /* all into row 0 of 2 */
     float *want = fzero(2 * (size_t)C);
     for (int m = 0; m < M; m++) /* the same float operations, in list order */
@@ -387,7 +387,7 @@ static void test_copy_cols(void **state)
 {
     (void)state;
     int rows = 300, ds = 90, ss = 70, cols = 60;
-    float *src = frand(13, (size_t)rows * ss, -1, 1), *base = frand(14, (size_t)rows * ds, -1, 1);
+    float *src = frand_owned(13, (size_t)rows * ss, -1, 1), *base = frand_owned(14, (size_t)rows * ds, -1, 1);
     for (int r = 0; r < 2; r++)
         for (int t = 0; t < 2; t++) {
             float *dst = malloc((size_t)rows * ds * sizeof(float));

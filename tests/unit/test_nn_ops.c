@@ -27,17 +27,6 @@
 #define FD_H 1e-5
 
 
-/* Uniform in [lo, hi), seeded. */
-static float *frand(uint64_t seed, size_t n, float lo, float hi)
-{
-    struct llm_rng r;
-    llm_rng_seed(&r, seed);
-    float *p = fnew(n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = lo + (hi - lo) * llm_rng_float(&r);
-    return p;
-}
-
 static int32_t *irand(uint64_t seed, size_t n, int hi)
 {
     struct llm_rng r;

@@ -30,21 +30,6 @@
 #include "optim/schedule.h"
 #include "nntest.h"
 
-static void frand_fill(float *p, uint64_t seed, size_t n, float lo, float hi)
-{
-    struct llm_rng r;
-    llm_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++)
-        p[i] = lo + (hi - lo) * llm_rng_float(&r);
-}
-
-static float *frand(uint64_t seed, size_t n, float lo, float hi)
-{
-    float *p = fnew(n);
-    frand_fill(p, seed, n, lo, hi);
-    return p;
-}
-
 static double *todbl(const float *a, size_t n)
 {
     double *d = dnew(n);

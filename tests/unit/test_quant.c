@@ -42,17 +42,6 @@
 
 static const double U = 0x1p-24;
 
-/* Uniform in [lo, hi), seeded. */
-static float *frand(uint64_t seed, size_t n, float lo, float hi)
-{
-    struct llm_rng r;
-    llm_rng_seed(&r, seed);
-    float *p = fnew(n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = lo + (hi - lo) * llm_rng_float(&r);
-    return p;
-}
-
 static int8_t *qnew(size_t n) { return keep(calloc(n ? n : 1, 1)); }
 
 static void check_same(const char *what, const float *a, const float *b, size_t n)

@@ -104,6 +104,7 @@ static const struct llm_backend_ops cpu_ops = {
     .linear_rows = cpu_linear_rows,
     .attention_cached = cpu_attention_cached,
     .linear_rows_q8 = cpu_linear_rows_q8,
+    .linear_rows_q8a8 = cpu_linear_rows_q8a8,
 };
 
 int llm_backend_cpu_init(struct llm_backend *b, int threads, int ref)
