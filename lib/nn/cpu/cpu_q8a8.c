@@ -15,8 +15,8 @@
  * Math (every path, bit for bit). Row n of x, group g (columns gG .. gG+G-1):
  *     amax = max |x[n, c]|;  sx[n,g] = amax / 127;
  *     qx[n, c] = nearbyint(x[n, c] * (127 / amax)) in [-127, 127]
- *     (amax = 0: sx = 0, qx = 0; a NaN or infinity in the group: sx = NaN,
- *     so that row's outputs are NaN);
+ *     (amax < 2^-100, zero included: sx = 0, qx = 0; a NaN or infinity in
+ *     the group: sx = NaN, qx = 0, so that row's outputs are NaN);
  *     8 lanes j: D_j = sum of qx[n,c] wq[o,c] over the columns c of the
  *     group with (c - gG) % 32 in 4j .. 4j+3    (exact, int32: vpdpbusd's
  *     lanes);
@@ -60,11 +60,20 @@ int cpu_q8a8_no_vnni;
 
 /* ---- activations ------------------------------------------------------- */
 
-/* The group's scale from amax (bad: a NaN or infinity seen), and 127 / amax. */
+/* Below this largest |x| a group counts as zero (127 / amax would overflow
+ * near 2^-120; such activations add under 2^-100 of any weight's size). */
+#define AMAX_MIN 0x1p-100f
+
+/* The group's scale from amax (bad: a NaN or infinity seen), and 127 / amax
+ * (0: the group's codes are all 0). */
 static inline float group_scale(float amax, int bad, float *inv)
 {
-    *inv = bad || amax == 0.0f ? 0.0f : 127.0f / amax;
-    return bad ? NAN : amax == 0.0f ? 0.0f : amax / 127.0f;
+    if (bad || amax < AMAX_MIN) {
+        *inv = 0.0f;
+        return bad ? NAN : 0.0f;
+    }
+    *inv = 127.0f / amax;
+    return amax / 127.0f;
 }
 
 /* x (N, C) to qx (N, C) and sx (N, C / G), the math in the header. */
@@ -81,8 +90,8 @@ static void quantize_rows(const float *x, int N, int C, int G, int8_t *qx, float
             amax = a > amax ? a : amax;
         }
         sx[ng] = group_scale(amax, bad, &inv);
-        for (int i = 0; i < G; i++)
-            qg[i] = (int8_t)nearbyintf(xg[i] * inv);
+        for (int i = 0; i < G; i++) /* inv = 0: x may be NaN, whose conversion is undefined */
+            qg[i] = inv == 0.0f ? 0 : (int8_t)nearbyintf(xg[i] * inv);
     }
 }
 
@@ -107,6 +116,10 @@ AVX2_FN static void quantize_rows_avx2(const float *x, int N, int C, int G, int8
         sx[ng] = group_scale(_mm_cvtss_f32(h), _mm256_movemask_ps(bad) != 0, &inv);
         __m256 iv = _mm256_set1_ps(inv);
         for (int i = 0; i < G; i += 32) {
+            if (inv == 0.0f) {
+                _mm256_storeu_si256((__m256i *)(qx + ng * G + i), _mm256_setzero_si256());
+                continue;
+            }
             __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xg + i), iv));
             __m256i q1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xg + i + 8), iv));
             __m256i q2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xg + i + 16), iv));
