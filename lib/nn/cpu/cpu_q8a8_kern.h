@@ -21,6 +21,10 @@ Q8A8_PASS(int R, int G, const struct q8a8_job *j, const int8_t *const *w, const 
             t[r][k] = _mm256_setzero_ps();
     for (int g = 0; g < NG; g++) {
         size_t c0 = (size_t)g * G;
+        if (j->pf && (c0 & 63) == 0) /* one prefetch per 64-byte line of each weight row */
+#pragma GCC unroll 4
+            for (int k = 0; k < OBLK; k++)
+                _mm_prefetch((const char *)(w[k] + c0 + PF_DIST), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int k = 0; k < OBLK; k++) {
             __m256i wv[2], wa[2];
