@@ -1,6 +1,7 @@
 /* decode_nll.c: the loss of a model through the decode path (llm_infer: the
  * kernels `llm generate` runs), in fp32, int8 weights and W8A8, on the same
- * tokens: what quantizing the activations costs, which `llm eval` (the
+ * tokens, and with 4-bit weights (Q4, int8 activations): what quantizing
+ * the activations costs, which `llm eval` (the
  * training forward on dequantized weights) cannot show.
  *
  *   build/cpu/bench/decode_nll MODEL.llm SHARD.bin [--tokens N] [--group G] [--threads N]
@@ -67,14 +68,14 @@ int main(int argc, char **argv)
     int32_t *tok = malloc((size_t)ntok * sizeof(int32_t));
     for (long i = 0; i < ntok; i++)
         tok[i] = (int32_t)llm_shard_token(&sh, (uint64_t)i);
-    static const char *const names[3] = {"fp32", "int8", "w8a8"};
-    for (int mode = 0; mode < 3; mode++) {
+    static const char *const names[4] = {"fp32", "int8", "w8a8", "q4"};
+    for (int mode = 0; mode < 4; mode++) {
         struct llm_backend be;
         struct llm_loaded l;
         struct llm_infer *x;
         if (llm_backend_cpu_init(&be, threads, 0))
             die("backend");
-        if (llm_loaded_open(&l, model, &be, mode ? group : 0, LLM_TOK_NONE, NULL))
+        if (llm_loaded_open(&l, model, &be, mode == 3 ? LLM_LOAD_Q4 : mode ? group : 0, LLM_TOK_NONE, NULL))
             die(model);
         int T = l.m.cfg.context_length, V = l.m.cfg.vocab_size;
         if (llm_infer_new(&x, &l.m, 1, T))

@@ -31,7 +31,7 @@ TLR=${TLR:-1.5e-3}          # the target's learning rate (configs/tiny.json's 3e
 TOKENS=${TOKENS:-100}
 KS=${K:-2 3 4}
 ROUNDS=${ROUNDS:-3}
-DRAFTQ=${DRAFTQ:-fp32 int8}  # the draft's weights: fp32, int8, w8a8 (int8 activations too)
+DRAFTQ=${DRAFTQ:-fp32 int8}  # the draft's weights: fp32, int8, w8a8 (int8 activations too), q4
 DT=${DRAFT_THREADS:-1}      # the draft's threads (a 7 MB draft gains nothing from two)
 DRAFTS=${DRAFTS:-draft draft-kd}  # trained on the data alone; distilled from the target
 PMIN=${PMIN:-0}             # --draft-p-min values (0: always K tokens a round)
@@ -121,6 +121,7 @@ for q in $DRAFTQ; do
     qf=""
     [ "$q" = int8 ] && qf="--draft-int8"
     [ "$q" = w8a8 ] && qf="--draft-w8a8"
+    [ "$q" = q4 ] && qf="--draft-q4"
     # shellcheck disable=SC2086
     "$BUILD/bench/spec_parts" "$OUT/target/final.llm" "$OUT/${DRAFTS%% *}/final.llm" $KS --draft-threads "$DT" $qf
 done

@@ -4,12 +4,12 @@
  * (c_d), each at a position past a 32-token prefix.
  *
  *   build/cpu/bench/spec_parts TARGET.llm DRAFT.llm K... [--threads N] [--draft-threads N]
- *                              [--draft-int8 | --draft-w8a8]
+ *                              [--draft-int8 | --draft-w8a8 | --draft-q4]
  *
  * --draft-int8 decodes the draft with int8 weights (groups of 32), as
  * `llm generate --draft-quantize int8`; --draft-w8a8 also quantizes its
- * activations (`--draft-quantize w8a8`); an int8 checkpoint is always
- * decoded in int8.
+ * activations (`--draft-quantize w8a8`), --draft-q4 uses 4-bit weights
+ * (`--draft-quantize q4`); an int8 checkpoint is always decoded in int8.
  *
  * A greedy round emits E = (1 - a^(K+1)) / (1 - a) tokens on average when
  * each drafted token is accepted with probability a (Leviathan et al. 2023,
@@ -121,6 +121,8 @@ int main(int argc, char **argv)
             dint8 = 1;
         else if (!strcmp(argv[i], "--draft-w8a8"))
             dint8 = da8 = 1;
+        else if (!strcmp(argv[i], "--draft-q4"))
+            dint8 = LLM_LOAD_Q4;
         else if (!paths[0] || !paths[1])
             paths[paths[0] ? 1 : 0] = argv[i];
         else if (nk < MAXK && atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAXK)
@@ -128,7 +130,7 @@ int main(int argc, char **argv)
     }
     if (!paths[1] || !nk) {
         fprintf(stderr, "usage: spec_parts TARGET.llm DRAFT.llm K... [--threads N] [--draft-threads N] "
-                        "[--draft-int8 | --draft-w8a8]\n");
+                        "[--draft-int8 | --draft-w8a8 | --draft-q4]\n");
         return 2;
     }
     struct llm_backend be, dbe;
@@ -136,7 +138,7 @@ int main(int argc, char **argv)
         die("backend");
     struct timed tg, dr;
     open_model(&tg, paths[0], &be, 0, 0);
-    open_model(&dr, paths[1], &dbe, dint8 ? 32 : 0, da8);
+    open_model(&dr, paths[1], &dbe, dint8 == LLM_LOAD_Q4 ? LLM_LOAD_Q4 : dint8 ? 32 : 0, da8);
     double ct = time_pass(&tg, 0), cd = time_pass(&dr, 0);
     printf("target step %.3f ms, draft step %.3f ms (%.2f of the target's)\n", ct * 1e3, cd * 1e3, cd / ct);
     for (int i = 0; i < nk; i++) {

@@ -127,6 +127,12 @@ static int print_json(const cJSON *j, int pretty)
     return 0;
 }
 
+/* llm_loaded_open's quantize_group for a --quantize value (NULL: none). */
+static int quant_mode(const char *q, int group)
+{
+    return !q ? 0 : !strcmp(q, "q4") ? LLM_LOAD_Q4 : group;
+}
+
 int cmd_generate(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *prompts_path = NULL, *tok_path = NULL;
@@ -158,13 +164,16 @@ int cmd_generate(int argc, char **argv)
                                                             "probability falls below P (0 = off, default)"},
         {"draft-threads", 0, LLM_OPT_INT, &draft_threads, "N", "the draft's CPU threads (default: --threads; a small "
                                                                "draft's step is mostly fork/join, 1 can be faster)"},
-        {"draft-quantize", 0, LLM_OPT_STR, &draft_quantize, "int8|w8a8", "the draft decodes with int8 weights "
-                                                                           "(--group's groups; an int8 --draft needs no "
-                                                                           "flag); w8a8: int8 activations too"},
+        {"draft-quantize", 0, LLM_OPT_STR, &draft_quantize, "int8|w8a8|q4", "the draft decodes with int8 weights "
+                                                                              "(--group's groups; an int8 --draft needs "
+                                                                              "no flag); w8a8: int8 activations too; q4: "
+                                                                              "4-bit weights, int8 activations"},
         {"truncate", 0, LLM_OPT_STR, &truncate, "error|left", "a prompt longer than the context: fail "
                                                               "(default) or keep its end"},
-        {"quantize", 0, LLM_OPT_STR, &quantize, "int8|w8a8", "decode with int8 weights (per-group scales; "
-                                                               "docs/quant.md); w8a8: int8 activations too"},
+        {"quantize", 0, LLM_OPT_STR, &quantize, "int8|w8a8|q4", "decode with int8 weights (per-group "
+                                                                  "scales; docs/quant.md); w8a8: int8 activations "
+                                                                  "too; q4: 4-bit weights (groups of 32), int8 "
+                                                                  "activations"},
         {"group", 0, LLM_OPT_INT, &group, "G", "--quantize: weights per scale, 32 (default) or 64"},
         {"tokenizer", 0, LLM_OPT_STR, &tok_path, "FILE", "tokenizer.json (default: the checkpoint's)"},
         {"no-special", 0, LLM_OPT_FLAG, &no_special, NULL, "encode special-token text in prompts as plain text"},
@@ -199,10 +208,11 @@ int cmd_generate(int argc, char **argv)
         rc = llm_err(LLM_EUSAGE, "--batch: expected 1..4096, got %ld", batch);
     else if (top_k < 0 || top_k > (1L << 30))
         rc = llm_err(LLM_EUSAGE, "--top-k: expected a count >= 0, got %ld", top_k);
-    else if (quantize && strcmp(quantize, "int8") && strcmp(quantize, "w8a8"))
-        rc = llm_err(LLM_EUSAGE, "--quantize: expected int8 or w8a8, got '%s'", quantize);
-    else if (draft_quantize && strcmp(draft_quantize, "int8") && strcmp(draft_quantize, "w8a8"))
-        rc = llm_err(LLM_EUSAGE, "--draft-quantize: expected int8 or w8a8, got '%s'", draft_quantize);
+    else if (quantize && strcmp(quantize, "int8") && strcmp(quantize, "w8a8") && strcmp(quantize, "q4"))
+        rc = llm_err(LLM_EUSAGE, "--quantize: expected int8, w8a8 or q4, got '%s'", quantize);
+    else if (draft_quantize && strcmp(draft_quantize, "int8") && strcmp(draft_quantize, "w8a8") &&
+             strcmp(draft_quantize, "q4"))
+        rc = llm_err(LLM_EUSAGE, "--draft-quantize: expected int8, w8a8 or q4, got '%s'", draft_quantize);
     else if (draft_quantize && !draft)
         rc = llm_err(LLM_EUSAGE, "--draft-quantize needs --draft");
     else if (group != 32 && group != 64)
@@ -260,7 +270,7 @@ int cmd_generate(int argc, char **argv)
     if (!rc && !(rc = llm_backend_cpu_init(&be, (int)threads, 0)))
         have_be = 1;
     if (!rc)
-        rc = llm_loaded_open(&lm, model, &be, quantize ? (int)group : 0, LLM_TOK_NEEDED, tok_path);
+        rc = llm_loaded_open(&lm, model, &be, quant_mode(quantize, (int)group), LLM_TOK_NEEDED, tok_path);
     struct llm_model *mp = &lm.m;
     const struct llm_tokenizer *tok = lm.tok;
     if (!rc) {
@@ -270,7 +280,7 @@ int cmd_generate(int argc, char **argv)
     if (!rc && draft && draft_threads > 0 && !(rc = llm_backend_cpu_init(&dbe, (int)draft_threads, 0)))
         have_dbe = 1;
     if (!rc && draft &&
-        !(rc = llm_loaded_open(&dm, draft, have_dbe ? &dbe : &be, draft_quantize ? (int)group : 0, LLM_TOK_NONE,
+        !(rc = llm_loaded_open(&dm, draft, have_dbe ? &dbe : &be, quant_mode(draft_quantize, (int)group), LLM_TOK_NONE,
                                NULL))) {
         go.draft = &dm.m;
         go.draft_q8 = llm_loaded_q8(&dm);

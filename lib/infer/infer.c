@@ -336,7 +336,7 @@ static int q8_of(const struct llm_infer *x, const float *w, int IC, const int8_t
     if (x->q8->wq_off[lo] == SIZE_MAX || off >= p->offset + p->numel || p->shape[1] != IC)
         return 0;
     size_t in = off - p->offset; /* whole rows: a multiple of IC, hence of G */
-    *wq = x->q8->wq + x->q8->wq_off[lo] + in;
+    *wq = x->q8->wq + x->q8->wq_off[lo] + in * (size_t)x->q8->bits / 8; /* Q4: two codes a byte */
     *sc = x->q8->scales + x->q8->sc_off[lo] + in / (size_t)x->q8->G;
     return 1;
 }
@@ -352,8 +352,9 @@ static int linear(struct llm_infer *x, int gemv, float *out, const float *in, co
     const int8_t *wq;
     const float *sc;
     if (gemv && x->q8 && q8_of(x, w, IC, &wq, &sc))
-        return x->a8 ? OP(x, linear_rows_q8a8, out, in, wq, sc, b, N, IC, OC, x->q8->G)
-                     : OP(x, linear_rows_q8, out, in, wq, sc, b, N, IC, OC, x->q8->G);
+        return x->q8->bits == 4 ? OP(x, linear_rows_q4a8, out, in, (const uint8_t *)wq, sc, b, N, IC, OC)
+               : x->a8          ? OP(x, linear_rows_q8a8, out, in, wq, sc, b, N, IC, OC, x->q8->G)
+                                : OP(x, linear_rows_q8, out, in, wq, sc, b, N, IC, OC, x->q8->G);
     if (gemv)
         return OP(x, linear_rows, out, in, w, b, N, IC, OC);
     return OP(x, matmul_forward, out, in, w, b, N, IC, OC);

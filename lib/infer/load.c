@@ -38,7 +38,11 @@ int llm_loaded_open(struct llm_loaded *x, const char *path, struct llm_backend *
         }
     } else if (!(rc = llm_model_load(&x->m, path, be, &header))) {
         x->have_m = 1;
-        if (quantize_group && !(rc = llm_model_quantize_q8(&x->m, quantize_group, &x->q8))) {
+        if (quantize_group == LLM_LOAD_Q4 && !(rc = llm_model_quantize_q4(&x->m, &x->q8))) {
+            x->have_q8 = 1;
+            llm_info("quantized %zu weights to 4 bits (Q4, groups of %d)", x->q8.quantized, LLM_Q4_GROUP);
+        } else if (quantize_group && quantize_group != LLM_LOAD_Q4 &&
+                   !(rc = llm_model_quantize_q8(&x->m, quantize_group, &x->q8))) {
             x->have_q8 = 1;
             llm_info("quantized %zu weights to int8 (groups of %d)", x->q8.quantized, quantize_group);
         }

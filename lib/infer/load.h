@@ -25,7 +25,10 @@ enum llm_tok_want {
 
 /* Loads path on be. quantize_group 0 = keep the checkpoint's weights; 32 or
  * 64 = quantize fp32 weights to int8 with that group (an int8 checkpoint
- * stays as it is). On error everything is released. */
+ * stays as it is). On error everything is released.
+ * LLM_LOAD_Q4 = 4-bit groups of 32 (llm_model_quantize_q4, decoded with
+ * int8 activations). */
+#define LLM_LOAD_Q4 4
 int llm_loaded_open(struct llm_loaded *x, const char *path, struct llm_backend *be, int quantize_group,
                     enum llm_tok_want want_tok, const char *tok_path);
 void llm_loaded_release(struct llm_loaded *x);

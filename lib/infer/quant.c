@@ -129,15 +129,15 @@ void llm_q8_release(struct llm_q8 *q, struct llm_model *m)
     memset(q, 0, sizeof(*q));
 }
 
-int llm_model_quantize_q8(struct llm_model *m, int G, struct llm_q8 *q)
+/* Both formats: bits 8 (llm_quant_q8, groups of G) or 4 (llm_quant_q4, G = 32). */
+static int quantize_model(struct llm_model *m, int G, int bits, struct llm_q8 *q)
 {
     memset(q, 0, sizeof(*q));
-    if (G != 32 && G != 64)
-        return llm_err(LLM_EINVAL, "quantization group: expected 32 or 64, got %d", G);
     const struct llm_param_layout *l = &m->layout;
     const struct llm_backend *be = m->be;
     size_t nw = 0, ns = 0, big = 0;
     q->G = G;
+    q->bits = bits;
     q->n = l->n;
     q->wq_off = malloc((l->n ? l->n : 1) * sizeof(size_t));
     q->sc_off = malloc((l->n ? l->n : 1) * sizeof(size_t));
@@ -151,7 +151,7 @@ int llm_model_quantize_q8(struct llm_model *m, int G, struct llm_q8 *q)
         if (!eligible(p, G))
             continue;
         q->wq_off[i] = nw, q->sc_off[i] = ns;
-        nw += (p->numel + 63) & ~(size_t)63; /* 64-byte aligned codes */
+        nw += (p->numel * (size_t)bits / 8 + 63) & ~(size_t)63; /* 64-byte aligned codes */
         ns += (p->numel / (size_t)G + 15) & ~(size_t)15;
         big = p->numel > big ? p->numel : big;
     }
@@ -173,10 +173,13 @@ int llm_model_quantize_q8(struct llm_model *m, int G, struct llm_q8 *q)
         int OC = (int)p->shape[0], C = (int)p->shape[1];
         float *dev = m->params + p->offset;
         if ((rc = be->ops->download(be->ctx, w, dev, p->numel * sizeof(float))) ||
-            (rc = llm_quant_q8(w, OC, C, G, codes, sc)))
+            (rc = bits == 4 ? llm_quant_q4(w, OC, C, (uint8_t *)codes, sc) : llm_quant_q8(w, OC, C, G, codes, sc)))
             break;
-        llm_dequant_q8(codes, sc, OC, C, G, w);
-        if ((rc = be->ops->upload(be->ctx, q->wq + q->wq_off[i], codes, p->numel)) ||
+        if (bits == 4)
+            llm_dequant_q4((const uint8_t *)codes, sc, OC, C, w);
+        else
+            llm_dequant_q8(codes, sc, OC, C, G, w);
+        if ((rc = be->ops->upload(be->ctx, q->wq + q->wq_off[i], codes, p->numel * (size_t)bits / 8)) ||
             (rc = be->ops->upload(be->ctx, q->scales + q->sc_off[i], sc, p->numel / (size_t)G * sizeof(float))) ||
             (rc = be->ops->upload(be->ctx, dev, w, p->numel * sizeof(float))))
             break;
@@ -192,3 +195,13 @@ out:
         llm_q8_release(q, m);
     return rc;
 }
+
+int llm_model_quantize_q8(struct llm_model *m, int G, struct llm_q8 *q)
+{
+    memset(q, 0, sizeof(*q));
+    if (G != 32 && G != 64)
+        return llm_err(LLM_EINVAL, "quantization group: expected 32 or 64, got %d", G);
+    return quantize_model(m, G, 8, q);
+}
+
+int llm_model_quantize_q4(struct llm_model *m, struct llm_q8 *q) { return quantize_model(m, LLM_Q4_GROUP, 4, q); }

@@ -54,6 +54,7 @@ void llm_dequant_q4(const uint8_t *packed, const float *scales, int OC, int C, f
  * dequantized weights) runs the same quantized model. */
 struct llm_q8 {
     int G;
+    int bits;          /* 8: int8 codes (OC, C); 4: Q4 (G = 32), packed nibbles (OC, C / 2) */
     int8_t *wq;        /* backend memory */
     float *scales;     /* backend memory */
     size_t *wq_off;    /* (layout.n) offset of tensor i's codes in wq, SIZE_MAX if not quantized */
@@ -64,6 +65,9 @@ struct llm_q8 {
 /* Quantizes m in place (see above); q need not be initialized. Release with
  * llm_q8_release (m's backend must still be alive). */
 int llm_model_quantize_q8(struct llm_model *m, int G, struct llm_q8 *q);
+/* The same in Q4 (groups of 32, llm_quant_q4): q->bits = 4, q->wq the packed
+ * codes; decoded by linear_rows_q4a8 (int8 activations). */
+int llm_model_quantize_q4(struct llm_model *m, struct llm_q8 *q);
 void llm_q8_release(struct llm_q8 *q, struct llm_model *m);
 
 #endif

@@ -21,6 +21,8 @@ int llm_q8_is_quantized(const cJSON *header)
 
 int llm_q8_save(const struct llm_model *m, const struct llm_q8 *q, const char *path, const cJSON *extra_header)
 {
+    if (q->bits != 8)
+        return llm_err(LLM_EUNSUPPORTED, "%s: only int8 weights can be saved (Q4 is quantized at load)", path);
     const struct llm_backend *be = m->be;
     struct llm_config c;
     int rc = llm_config_defaults(&c);
@@ -100,6 +102,7 @@ int llm_q8_load(struct llm_model *m, struct llm_q8 *q, const char *path, struct 
 {
     memset(m, 0, sizeof(*m));
     memset(q, 0, sizeof(*q));
+    q->bits = 8;
     if (header_out)
         *header_out = NULL;
     struct llm_ckpt_reader *r;

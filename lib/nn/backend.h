@@ -256,6 +256,12 @@ struct llm_backend_ops {
      * infinity in a group of x makes that row's outputs NaN. */
     int (*linear_rows_q8a8)(void *ctx, float *out, const float *x, const int8_t *wq,
                             const float *scales, const float *bias, int N, int C, int OC, int G);
+    /* The same with 4-bit weights (W4A8): wq (OC, C / 2) packed Q4 codes
+     * (infer/quant.h: llm_quant_q4; w = (nibble - 8) * scales[o, c / 32]),
+     * scales (OC, C / 32), C % 32 == 0; x quantized per group of 32 as in
+     * linear_rows_q8a8. */
+    int (*linear_rows_q4a8)(void *ctx, float *out, const float *x, const uint8_t *wq,
+                            const float *scales, const float *bias, int N, int C, int OC);
 };
 
 enum llm_activation_kind { LLM_ACT_RELU, LLM_ACT_GELU, LLM_ACT_RELU2 };

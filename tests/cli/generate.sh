@@ -98,6 +98,13 @@ esac
 "$LLM" generate -m "$M" --prompts "$T/prompts.jsonl" -t 0.9 -n 16 --top-k 5 --seed 3 --quantize w8a8 >"$T/a8b1.jsonl"
 if [ -s "$T/a8b1.jsonl" ] && cmp -s "$T/a8b1.jsonl" "$T/a8b3.jsonl"; then ok "--quantize w8a8: batch 3 = batch 1"
 else nok "--quantize w8a8: batch 3 = batch 1" "$(diff "$T/a8b1.jsonl" "$T/a8b3.jsonl" | head -n 4)"; fi
+# Q4 weights (int8 activations): runs, batch 3 = batch 1, int8 checkpoints only
+"$LLM" generate -m "$M" --prompts "$T/prompts.jsonl" -t 0.9 -n 16 --top-k 5 --seed 3 --batch 3 --quantize q4 \
+    >"$T/q4b3.jsonl" 2>"$T/q4err"
+"$LLM" generate -m "$M" --prompts "$T/prompts.jsonl" -t 0.9 -n 16 --top-k 5 --seed 3 --quantize q4 >"$T/q4b1.jsonl"
+if [ -s "$T/q4b1.jsonl" ] && cmp -s "$T/q4b1.jsonl" "$T/q4b3.jsonl"; then ok "--quantize q4: batch 3 = batch 1"
+else nok "--quantize q4: batch 3 = batch 1" "$(cat "$T/q4err")" "$(diff "$T/q4b1.jsonl" "$T/q4b3.jsonl" | head -n 4)"; fi
+has "$T/q4err" "--quantize q4: says it quantized to 4 bits" "4 bits"
 # a quantized checkpoint: the same text as quantizing at load
 expect "llm quantize" 0 "$LLM" quantize "$M" -o "$T/q.llm" --group 64
 "$LLM" generate -m "$T/q.llm" --prompts "$T/prompts.jsonl" -t 0.9 -n 16 --top-k 5 --seed 3 >"$T/qckpt.jsonl"
@@ -111,7 +118,7 @@ fails "quantize: --group 48" 2 "group" "$LLM" quantize "$M" -o "$T/q2.llm" --gro
 fails "quantize: no -o" 2 "required" "$LLM" quantize "$M"
 fails "quantize: a missing file" 1 "nope.llm" "$LLM" quantize "$T/nope.llm" -o "$T/q3.llm"
 if [ ! -e "$T/q3.llm" ]; then ok "quantize: no output after an error"; else nok "quantize: no output after an error"; fi
-fails "--quantize int4" 2 "expected int8 or w8a8" "$LLM" generate -m "$M" -p hi --quantize int4
+fails "--quantize int4" 2 "expected int8, w8a8 or q4" "$LLM" generate -m "$M" -p hi --quantize int4
 fails "--group 16" 2 "group" "$LLM" generate -m "$M" -p hi --quantize int8 --group 16
 
 # ---- speculative decoding: a smaller draft trained on the same text ----
@@ -170,9 +177,11 @@ raw "$T/specq.json" completion "$T/specq.txt"
 if cmp -s "$T/specq.txt" "$T/plain"; then ok "--draft-quantize int8, greedy: the same text as the model alone"
 else nok "--draft-quantize int8, greedy: the same text" "$(cat "$T/specq.txt")"; fi
 has "$T/specq.json" "--draft-quantize int8: acceptance rate reported" '"acceptance_rate"'
-"$LLM" generate -m "$M" -p "the quick" -t 0 -n 30 --draft "$D" --draft-quantize w8a8 >"$T/speca8"
-if cmp -s "$T/speca8" "$T/plain"; then ok "--draft-quantize w8a8, greedy: the same text as the model alone"
-else nok "--draft-quantize w8a8, greedy: the same text" "$(cat "$T/speca8")"; fi
+for q in w8a8 q4; do
+    "$LLM" generate -m "$M" -p "the quick" -t 0 -n 30 --draft "$D" --draft-quantize $q >"$T/speca8" 2>/dev/null
+    if cmp -s "$T/speca8" "$T/plain"; then ok "--draft-quantize $q, greedy: the same text as the model alone"
+    else nok "--draft-quantize $q, greedy: the same text" "$(cat "$T/speca8")"; fi
+done
 "$LLM" quantize "$D" -o "$T/dq.llm" 2>/dev/null
 "$LLM" generate -m "$M" -p "the quick" -t 0 -n 30 --draft "$T/dq.llm" --draft-tokens 3 >"$T/specdq"
 if cmp -s "$T/specdq" "$T/plain"; then ok "--draft with an int8 checkpoint, greedy: the same text"

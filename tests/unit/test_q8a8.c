@@ -1,9 +1,11 @@
-/* test_q8a8.c: the CPU backend's linear_rows_q8a8 (lib/nn/cpu/cpu_q8a8.c),
- * int8 weights times int8 activations quantized per group (W8A8):
+/* test_q8a8.c: the CPU backend's linear_rows_q8a8 and linear_rows_q4a8
+ * (lib/nn/cpu/cpu_q8a8.c), int8 (or 4-bit, Q4) weights times int8
+ * activations quantized per group (W8A8, W4A8):
  *  - the reference loops, the VNNI kernel and the AVX2 kernel (forced with
  *    cpu_q8a8_no_vnni) give the same bits, 1 and 2 threads, G = 32 and 64,
  *    bias NULL or not, unaligned pointers, any N (every pass of 2 and 1
- *    rows) and partial output blocks; every int8 weight, -128 included;
+ *    rows) and partial output blocks; every int8 weight, -128 included, and
+ *    every Q4 byte;
  *  - against an oracle written here from the documented math: x quantized
  *    per group (amax / 127, round to nearest even), exact integer dots,
  *    the scales in double: within a few roundings of the float steps;
@@ -51,6 +53,24 @@ static int q8a8(struct llm_backend *b, float *out, const float *x, const int8_t 
     return b->ops->linear_rows_q8a8(b->ctx, out, x, wq, sc, bias, N, C, OC, G);
 }
 
+/* G = 4 selects linear_rows_q4a8 (wq then holds packed Q4 bytes, groups of 32). */
+static int run_op(struct llm_backend *b, float *out, const float *x, const int8_t *wq, const float *sc,
+                  const float *bias, int N, int C, int OC, int G)
+{
+    return G == 4 ? b->ops->linear_rows_q4a8(b->ctx, out, x, (const uint8_t *)wq, sc, bias, N, C, OC)
+                  : q8a8(b, out, x, wq, sc, bias, N, C, OC, G);
+}
+
+/* Weight w[o, c] as an integer: the int8 code, or Q4's nibble - 8 (column c
+ * of a row in its low nibble for even c). */
+static int code(const int8_t *wq, int o, int C, int c, int q4)
+{
+    if (!q4)
+        return wq[(size_t)o * C + c];
+    uint8_t b = (uint8_t)wq[(size_t)o * (C / 2) + c / 2];
+    return (c % 2 ? b >> 4 : b & 15) - 8;
+}
+
 static void check_same(const char *what, const float *a, const float *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -65,6 +85,9 @@ static void check_same(const char *what, const float *a, const float *b, size_t 
 static void check_oracle(const char *what, const float *got, const float *x, const int8_t *wq,
                          const float *sc, const float *bias, int N, int C, int OC, int G)
 {
+    int q4 = G == 4;
+    if (q4)
+        G = 32;
     int NG = C / G;
     double k = NG + 6, gamma = k * 0x1p-24 / (1 - k * 0x1p-24);
     for (int n = 0; n < N; n++)
@@ -78,9 +101,10 @@ static void check_oracle(const char *what, const float *got, const float *x, con
                 if (amax < 0x1p-100f)
                     continue;
                 float inv = 127.0f / amax, sx = amax / 127.0f;
-                long long d[8] = {0}; /* the lanes: columns (i % 32) / 4 */
+                long long d[8] = {0}; /* the lanes (Q4: even columns, then odd ones) */
                 for (int i = 0; i < G; i++)
-                    d[(i % 32) / 4] += (long long)nearbyintf(xg[i] * inv) * wq[(size_t)o * C + (size_t)g * G + i];
+                    d[(q4 ? i / 2 + 16 * (i % 2) : i % 32) / 4] +=
+                        (long long)nearbyintf(xg[i] * inv) * code(wq, o, C, g * G + i, q4);
                 for (int l = 0; l < 8; l++) {
                     double t = (double)d[l] * sx * sc[(size_t)o * NG + g];
                     s += t;
@@ -101,15 +125,16 @@ static void check_oracle(const char *what, const float *got, const float *x, con
  * the activations' rounding. */
 static void check_shape(int N, int C, int OC, int G, int off, uint64_t seed)
 {
+    int q4 = G == 4, GS = q4 ? 32 : G; /* G = 4: Q4 (groups of 32) */
     float *x = frand(seed, (size_t)N * C + 1, -2, 2) + off;
     int8_t *wq = wrand(seed + 1, (size_t)OC * C + 1) + off;
-    float *sc = srand_scales(seed + 2, (size_t)OC * C / G + 1) + off;
+    float *sc = srand_scales(seed + 2, (size_t)OC * C / GS + 1) + off;
     float *bias = frand(seed + 3, OC, -1, 1);
     size_t no = (size_t)N * OC;
     float *ref = fnew(no + 1) + off, *got = fnew(no + 1) + off, *w8 = fnew(no + 1) + off;
     for (int hb = 0; hb < 2; hb++) {
         const float *bb = hb ? bias : NULL;
-        assert_int_equal(q8a8(&be[1][0], ref, x, wq, sc, bb, N, C, OC, G), 0);
+        assert_int_equal(run_op(&be[1][0], ref, x, wq, sc, bb, N, C, OC, G), 0);
         char what[96];
         snprintf(what, sizeof(what), "N=%d C=%d OC=%d G=%d bias=%d", N, C, OC, G, hb);
         check_oracle(what, ref, x, wq, sc, bb, N, C, OC, G);
@@ -117,13 +142,15 @@ static void check_shape(int N, int C, int OC, int G, int off, uint64_t seed)
             for (int t = 0; t < 2; t++) {
                 cpu_q8a8_no_vnni = nv;
                 memset(got, 0xff, no * sizeof(float));
-                assert_int_equal(q8a8(&be[0][t], got, x, wq, sc, bb, N, C, OC, G), 0);
+                assert_int_equal(run_op(&be[0][t], got, x, wq, sc, bb, N, C, OC, G), 0);
                 char w2[160];
                 snprintf(w2, sizeof(w2), "%s: %s, %d thread(s) vs the reference", what,
                          nv ? "AVX2" : "default kernel", t + 1);
                 check_same(w2, got, ref, no);
             }
         cpu_q8a8_no_vnni = 0;
+        if (q4)
+            continue; /* (no fp32-activation Q4 op to compare with) */
         /* against fp32 activations: per group |sum (x - qx sx) w s| <= (sx / 2) sum |w s|,
          * plus float rounding of both */
         assert_int_equal(be[1][0].ops->linear_rows_q8(be[1][0].ctx, w8, x, wq, sc, bb, N, C, OC, G), 0);
@@ -157,6 +184,9 @@ static void test_paths_and_oracle(void **state)
         {1, 32, 1, 32},  {1, 64, 1, 64},   {2, 32, 3, 32},   {3, 64, 5, 32},  {4, 96, 6, 32},
         {5, 128, 7, 64}, {7, 64, 5, 64},   {8, 160, 9, 32},  {9, 64, 1, 64},  {13, 96, 11, 32},
         {1, 384, 96, 32}, {3, 768, 130, 64}, {2, 320, 450, 32}, {1, 2048, 37, 64},
+        /* G = 4: Q4 weights (groups of 32) */
+        {1, 32, 1, 4},   {2, 64, 3, 4},    {3, 96, 5, 4},    {5, 384, 7, 4},  {1, 768, 130, 4},
+        {4, 1024, 300, 4},
     };
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
         for (int off = 0; off < 2; off++)
@@ -172,14 +202,16 @@ static void test_rows_independent(void **state)
     int8_t *wq = wrand(2, (size_t)OC * C);
     float *sc = srand_scales(3, (size_t)OC * C / G), *bias = frand(4, OC, -1, 1);
     for (int r = 0; r < 2; r++)
-        for (int t = 0; t < 2; t++) {
-            struct llm_backend *b = &be[r][t];
-            assert_int_equal(q8a8(b, o7, x, wq, sc, bias, 7, C, OC, G), 0);
-            for (int n = 0; n < 7; n++) {
-                assert_int_equal(q8a8(b, o1, x + (size_t)n * C, wq, sc, bias, 1, C, OC, G), 0);
-                check_same("N=7 row vs N=1", o7 + (size_t)n * OC, o1, OC);
+        for (int t = 0; t < 2; t++)
+            for (int q4 = 0; q4 < 2; q4++) {
+                struct llm_backend *b = &be[r][t];
+                int g = q4 ? 4 : G;
+                assert_int_equal(run_op(b, o7, x, wq, sc, bias, 7, C, OC, g), 0);
+                for (int n = 0; n < 7; n++) {
+                    assert_int_equal(run_op(b, o1, x + (size_t)n * C, wq, sc, bias, 1, C, OC, g), 0);
+                    check_same(q4 ? "Q4: N=7 row vs N=1" : "N=7 row vs N=1", o7 + (size_t)n * OC, o1, OC);
+                }
             }
-        }
     pool_free();
 }
 
@@ -218,6 +250,9 @@ static void test_zero_rows_and_bad_args(void **state)
     for (int r = 0; r < 2; r++) {
         struct llm_backend *b = &be[r][0];
         float out[4] = {42, 42, 42, 42};
+        assert_int_equal(b->ops->linear_rows_q4a8(b->ctx, out, x, (const uint8_t *)wq, sc, NULL, 0, 64, 2), 0);
+        assert_int_equal(b->ops->linear_rows_q4a8(b->ctx, out, x, (const uint8_t *)wq, sc, NULL, 1, 48, 2),
+                         LLM_EINVAL);
         assert_int_equal(q8a8(b, out, x, wq, sc, NULL, 0, 64, 2, 64), 0);
         assert_int_equal(q8a8(b, out, x, wq, sc, NULL, -1, 64, 2, 64), LLM_EINVAL);
         assert_int_equal(q8a8(b, out, x, wq, sc, NULL, 1, 0, 2, 32), LLM_EINVAL);

@@ -197,6 +197,8 @@ int cpu_linear_rows_q8(void *ctx, float *out, const float *x, const int8_t *wq, 
  * CPU with AVX-VNNI (tests: the two must agree bit for bit). */
 int cpu_linear_rows_q8a8(void *ctx, float *out, const float *x, const int8_t *wq, const float *scales,
                          const float *bias, int N, int C, int OC, int G);
+int cpu_linear_rows_q4a8(void *ctx, float *out, const float *x, const uint8_t *wq, const float *scales,
+                         const float *bias, int N, int C, int OC);
 extern int cpu_q8a8_no_vnni;
 
 #endif

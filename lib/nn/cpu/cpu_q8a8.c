@@ -47,6 +47,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define AVX2_FN __attribute__((target("avx2,fma")))
 #define AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
@@ -142,11 +143,21 @@ AVX2_FN static void quantize_rows_avx2(const float *x, int N, int C, int G, int8
 
 /* ---- reference --------------------------------------------------------- */
 
+/* Q4: the code of column i of a group (low nibble for even i) and its byte
+ * in the kernel's operand: even columns first, then odd ones, so byte
+ * i / 2 + 16 (i % 2) (cpu_q4 layout in the header; lane = that byte / 4). */
+static inline int q4_code(const uint8_t *row, size_t col)
+{
+    uint8_t b = row[col / 2];
+    return (col % 2 ? b >> 4 : b & 15) - 8;
+}
+
 static void q8a8_ref(const struct cpu_ctx *c, float *out, const int8_t *qx, const float *sx,
-                     const int8_t *wq, const float *scales, const float *bias, int N, int C, int OC,
-                     int G)
+                     const uint8_t *wq, const float *scales, const float *bias, int N, int C, int OC,
+                     int G, int q4)
 {
     int NG = C / G;
+    size_t row = q4 ? (size_t)C / 2 : (size_t)C;
     CPU_PARFOR(c->threads,
         for (int o = 0; o < OC; o++)
             for (int n = 0; n < N; n++) {
@@ -155,7 +166,11 @@ static void q8a8_ref(const struct cpu_ctx *c, float *out, const int8_t *qx, cons
                     int32_t d[8] = {0};
                     for (int i = 0; i < G; i++) {
                         size_t col = (size_t)g * G + i;
-                        d[(i % 32) / 4] += (int32_t)qx[(size_t)n * C + col] * wq[(size_t)o * C + col];
+                        int32_t xv = qx[(size_t)n * C + col];
+                        if (q4)
+                            d[(i / 2 + 16 * (i % 2)) / 4] += xv * q4_code(wq + (size_t)o * row, col);
+                        else
+                            d[(i % 32) / 4] += xv * (int8_t)wq[(size_t)o * row + col];
                     }
                     float s = sx[(size_t)n * NG + g] * scales[(size_t)o * NG + g];
                     for (int l = 0; l < 8; l++)
@@ -170,9 +185,11 @@ static void q8a8_ref(const struct cpu_ctx *c, float *out, const int8_t *qx, cons
 
 struct q8a8_job {
     float *out;
-    const int8_t *qx, *wq;
+    const int8_t *qx;  /* (N, C) the quantized activations (Q4: in the codes' order) */
+    const uint8_t *wq; /* int8 codes (OC, C), or Q4's packed nibbles (OC, C / 2) */
     const float *sx, *scales, *bias;
     int N, C, OC, G;
+    int q4; /* wq is Q4 (G = 32) */
     int pf; /* prefetch the weights (a matrix of PF_MIN bytes or more) */
 };
 
@@ -229,38 +246,58 @@ static int has_vnni(void)
     return v;
 }
 
-int cpu_linear_rows_q8a8(void *ctx, float *out, const float *x, const int8_t *wq,
-                         const float *scales, const float *bias, int N, int C, int OC, int G)
+/* Both ops: check, quantize x, run. */
+static int rows_a8(struct cpu_ctx *c, const char *op, float *out, const float *x, const uint8_t *wq,
+                   const float *scales, const float *bias, int N, int C, int OC, int G, int q4)
 {
-    struct cpu_ctx *c = cpu(ctx);
-    int rc = cpu_check_dims("linear_rows_q8a8", N, C);
-    if (rc || (rc = cpu_check_dims("linear_rows_q8a8", N, OC)))
+    int rc = cpu_check_dims(op, N, C);
+    if (rc || (rc = cpu_check_dims(op, N, OC)))
         return rc;
     if (G != 32 && G != 64)
-        return llm_err(LLM_EINVAL, "linear_rows_q8a8: group size %d must be 32 or 64", G);
+        return llm_err(LLM_EINVAL, "%s: group size %d must be 32 or 64", op, G);
     if (C % G)
-        return llm_err(LLM_EINVAL, "linear_rows_q8a8: width %d is not a multiple of the group size %d",
-                       C, G);
+        return llm_err(LLM_EINVAL, "%s: width %d is not a multiple of the group size %d", op, C, G);
     if (N == 0)
         return 0;
-    int8_t *qx = llm_malloc((size_t)N * C, "linear_rows_q8a8 activations");
-    float *sx = llm_malloc((size_t)N * (C / G) * sizeof(float), "linear_rows_q8a8 scales");
+    int8_t *qx = llm_malloc((size_t)N * C, "the quantized activations");
+    float *sx = llm_malloc((size_t)N * (C / G) * sizeof(float), "the activations' scales");
     if (!qx || !sx) {
         free(qx), free(sx);
         return LLM_ENOMEM;
     }
-    if (c->ref || !cpu_has_avx2())
-        quantize_rows(x, N, C, G, qx, sx);
-    else
+    int fast = !c->ref && cpu_has_avx2();
+    if (fast)
         quantize_rows_avx2(x, N, C, G, qx, sx);
-    if (c->ref || !cpu_has_avx2()) {
-        q8a8_ref(c, out, qx, sx, wq, scales, bias, N, C, OC, G);
+    else
+        quantize_rows(x, N, C, G, qx, sx);
+    if (!fast) {
+        q8a8_ref(c, out, qx, sx, wq, scales, bias, N, C, OC, G, q4);
     } else {
-        struct q8a8_job j = {out, qx, wq, sx, scales, bias, N, C, OC, G, (size_t)OC * C >= PF_MIN};
+        if (q4) /* the kernel's operand order: each group's even columns, then its odd ones */
+            for (size_t g0 = 0; g0 < (size_t)N * C; g0 += 32) {
+                int8_t t[32];
+                for (int i = 0; i < 32; i++)
+                    t[i / 2 + 16 * (i % 2)] = qx[g0 + i];
+                memcpy(qx + g0, t, 32);
+            }
+        size_t bytes = q4 ? (size_t)OC * C / 2 : (size_t)OC * C;
+        struct q8a8_job j = {out, qx, wq, sx, scales, bias, N, C, OC, G, q4, bytes >= PF_MIN};
         int nt = cpu_nthreads(c, (size_t)OC * C);
-        cpu_parfor_steal(nt, (OC + OBLK - 1) / OBLK, cpu_steal_chunk((size_t)OBLK * C),
+        cpu_parfor_steal(nt, (OC + OBLK - 1) / OBLK, cpu_steal_chunk(OBLK * bytes / OC),
                          has_vnni() && !cpu_q8a8_no_vnni ? blocks_vnni : blocks_avx2, &j);
     }
     free(qx), free(sx);
     return 0;
+}
+
+int cpu_linear_rows_q8a8(void *ctx, float *out, const float *x, const int8_t *wq,
+                         const float *scales, const float *bias, int N, int C, int OC, int G)
+{
+    return rows_a8(cpu(ctx), "linear_rows_q8a8", out, x, (const uint8_t *)wq, scales, bias, N, C, OC, G, 0);
+}
+
+int cpu_linear_rows_q4a8(void *ctx, float *out, const float *x, const uint8_t *wq,
+                         const float *scales, const float *bias, int N, int C, int OC)
+{
+    return rows_a8(cpu(ctx), "linear_rows_q4a8", out, x, wq, scales, bias, N, C, OC, 32, 1);
 }
