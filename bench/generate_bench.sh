@@ -1,7 +1,7 @@
 #!/bin/sh
 # generate_bench.sh: `llm generate` decode speed at batch 1 (and batched
 # throughput) on the Llama shapes of llama2.c's 15M and 110M models, fp32 and
-# int8 (weights only, and W8A8: int8 activations too), against the
+# int8 (weights only, and W8A8: int8 activations too) and Q4, against the
 # memory-bandwidth roofline measured in the same run
 # (bench/README.md "Generation").
 #
@@ -12,8 +12,9 @@
 # heads, vocab 32000, context 256 / 1024, rmsnorm, swiglu, rope, untied head.
 # Decode speed does not depend on the weights' values; --no-eot keeps every
 # run at TOKENS tokens. Roofline: bytes read per decoded token = every weight
-# matrix (4 bytes each in fp32, 1 + 4/32 in int8) + one embedding row + the
-# KV cache at the mean position, over the read bandwidth of a 1 GiB buffer
+# matrix (4 bytes each in fp32, 1 + 4/32 in int8, 0.5 + 4/32 in Q4) + one
+# embedding row + the KV cache at the mean position, over the read bandwidth
+# of a 1 GiB buffer
 # with all threads (bench/decode_bench --bandwidth).
 #
 # LLAMA2C=DIR (a llama2.c checkout holding run.c) adds llama2.c side by side:
@@ -105,7 +106,7 @@ result() { # name dim layers quant batch tok/s [impl]: appends a RESULT row agai
     BEGIN {
         V = 32000; F = (d == 288) ? 768 : 2048
         w = L * (4 * d * d + 3 * d * F) + V * d            # weight matrices read per step (untied head)
-        bpw = (q == "fp32") ? 4 : 1 + 4 / 32
+        bpw = (q == "fp32") ? 4 : (q == "q4") ? 0.5 + 4 / 32 : 1 + 4 / 32
         kv = L * 2 * d * 4 * (T / 2 + 3)                   # the KV cache read at the mean position
         bytes = w * bpw + d * 4 + kv
         roof = bw * 1e9 / bytes
@@ -146,6 +147,7 @@ for m in "15M 288 6" "110M 768 12"; do
     run "$1" "$2" "$3" fp32 1
     run "$1" "$2" "$3" int8 1
     run "$1" "$2" "$3" w8a8 1
+    run "$1" "$2" "$3" q4 1
     for b in 4 16 64; do run "$1" "$2" "$3" fp32 $b; done
     if [ -n "$LLAMA2C" ]; then side_by_side "$1" "$2" "$3"; fi
 done
