@@ -14,8 +14,7 @@
 # run at TOKENS tokens. Roofline: bytes read per decoded token = every weight
 # matrix (4 bytes each in fp32, 1 + 4/32 in int8, 0.5 + 4/32 in Q4) + one
 # embedding row + the KV cache at the mean position, over the read bandwidth
-# of a 1 GiB buffer
-# with all threads (bench/decode_bench --bandwidth).
+# of a 1 GiB buffer with all threads (bench/decode_bench --bandwidth).
 #
 # LLAMA2C=DIR (a llama2.c checkout holding run.c) adds llama2.c side by side:
 # DIR/run.c built with cc -Ofast -march=native -fopenmp, each shape written in
