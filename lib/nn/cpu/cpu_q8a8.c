@@ -1,5 +1,6 @@
-/* cpu_q8a8.c: linear_rows_q8a8 (backend.h), the decode matmul over int8
- * weights and int8 activations (W8A8): integer dot products per group.
+/* cpu_q8a8.c: linear_rows_q8a8 and linear_rows_q4a8 (backend.h), the decode
+ * matmuls over int8 (or 4-bit) weights and int8 activations (W8A8, W4A8):
+ * integer dot products per group.
  *
  * Why: linear_rows_q8 (cpu_q8.c) widens every int8 weight to a float for an
  * FMA, 3 instructions per 8 weights and output, so once the weights are 4x
@@ -39,7 +40,18 @@
  * weights in linear_rows_q8; outputs in blocks of 4, rows two at a time
  * (8 accumulators), each weight row's |wq| computed once for both; weights
  * prefetched 8 KB ahead in matrices too big to stay in cache. Threads:
- * cpu_parfor_steal over the output blocks, as linear_rows_q8. */
+ * cpu_parfor_steal over the output blocks, as linear_rows_q8.
+ *
+ * W4A8 (linear_rows_q4a8): Q4 weights (infer/quant.h: the code q + 8 of
+ * column c in the low nibble of byte c/2 for even c, the high one for odd
+ * c; G = 32). The unsigned operand is the group's 16 bytes split into their
+ * low then their high nibbles (q + 8 in 0..15: even columns, then odd
+ * ones), so x's 32 bytes are put in that order once per call: column i of a
+ * group goes to byte i/2 + 16 (i % 2), and lane j holds bytes 4j .. 4j+3 of
+ * that order. The dot gives sum (q + 8) qx per lane; 8 times the lane sums
+ * of qx (a dot with a vector of ones, once per row and group) come off, so
+ * D_j = sum q qx exactly; the float steps are W8A8's. vpmaddubsw's pair
+ * sums are at most 2 x 15 x 127. */
 #include "cpu_impl.h"
 #include "core/err.h"
 
@@ -143,9 +155,9 @@ AVX2_FN static void quantize_rows_avx2(const float *x, int N, int C, int G, int8
 
 /* ---- reference --------------------------------------------------------- */
 
-/* Q4: the code of column i of a group (low nibble for even i) and its byte
- * in the kernel's operand: even columns first, then odd ones, so byte
- * i / 2 + 16 (i % 2) (cpu_q4 layout in the header; lane = that byte / 4). */
+/* Q4: the code of column col of a row (low nibble for even col); its lane
+ * is (i / 2 + 16 (i % 2)) / 4 for column i of a group (the W4A8 order in the
+ * header). */
 static inline int q4_code(const uint8_t *row, size_t col)
 {
     uint8_t b = row[col / 2];
