@@ -110,7 +110,7 @@ static double needed(double goal, int K, double ct, double cd, double cv)
 
 int main(int argc, char **argv)
 {
-    int threads = 0, dthreads = 0, dint8 = 0, da8 = 0, ks[MAXK], nk = 0;
+    int threads = 0, dthreads = 0, dgroup = 0, da8 = 0, ks[MAXK], nk = 0; /* dgroup: llm_loaded_open's */
     const char *paths[2] = {NULL, NULL};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
@@ -118,11 +118,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--draft-threads") && i + 1 < argc)
             dthreads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--draft-int8"))
-            dint8 = 1;
+            dgroup = 32;
         else if (!strcmp(argv[i], "--draft-w8a8"))
-            dint8 = da8 = 1;
+            dgroup = 32, da8 = 1;
         else if (!strcmp(argv[i], "--draft-q4"))
-            dint8 = LLM_LOAD_Q4;
+            dgroup = LLM_LOAD_Q4;
         else if (!paths[0] || !paths[1])
             paths[paths[0] ? 1 : 0] = argv[i];
         else if (nk < MAXK && atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAXK)
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
         die("backend");
     struct timed tg, dr;
     open_model(&tg, paths[0], &be, 0, 0);
-    open_model(&dr, paths[1], &dbe, dint8 == LLM_LOAD_Q4 ? LLM_LOAD_Q4 : dint8 ? 32 : 0, da8);
+    open_model(&dr, paths[1], &dbe, dgroup, da8);
     double ct = time_pass(&tg, 0), cd = time_pass(&dr, 0);
     printf("target step %.3f ms, draft step %.3f ms (%.2f of the target's)\n", ct * 1e3, cd * 1e3, cd / ct);
     for (int i = 0; i < nk; i++) {

@@ -31,8 +31,9 @@
  * AVX2 path's, but not with N or threads).
  *
  * Optimized path (AVX2 + FMA): the outputs are cut in blocks of 4 and the
- * blocks split over the OpenMP threads statically (contiguous ranges, so each
- * thread streams one run of w). In each block:
+ * blocks split over the threads by cpu_parfor_steal (cpu_par.c: each thread
+ * streams its own contiguous run of w, then takes chunks from the end of a
+ * slower thread's). In each block:
  *  - the first 4 rows of x (all N when N <= 6) take the 4 weight rows one at
  *    a time, in address order (kernel R x 1: 2R accumulators, 2 w loads and
  *    2R x loads per 16 columns). This is the pass that reads w from memory,
@@ -94,15 +95,6 @@ static void linear_rows_ref(const struct cpu_ctx *c, float *out, const float *x,
 
 /* ---- AVX2 + FMA -------------------------------------------------------- */
 
-/* The fixed reduction of 8 lanes: ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)). */
-AVX2_INLINE float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* R rows (x, stride C) by O outputs (w, stride C): out[r, o] (stride OC) =
  * the lane sums above + bias. Each element has two accumulators, lanes 0-7
  * and 8-15 of every 16 columns (two independent FMA chains, so one output
@@ -159,7 +151,7 @@ AVX2_INLINE void kern(int R, int O, float *out, const float *x, const float *w,
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
-            float s = hsum8(_mm256_add_ps(acc[r][o][0], acc[r][o][1]));
+            float s = cpu_hsum8(_mm256_add_ps(acc[r][o][0], acc[r][o][1]));
             out[(size_t)r * OC + o] = bias ? s + bias[o] : s;
         }
 }
@@ -219,7 +211,7 @@ AVX2_INLINE void kern_halves(int R, int O, float *out, const float *x, const flo
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
-            float s = hsum8(half[r][o]);
+            float s = cpu_hsum8(half[r][o]);
             out[(size_t)r * OC + o] = bias ? s + bias[o] : s;
         }
 }

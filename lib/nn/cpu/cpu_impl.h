@@ -6,6 +6,7 @@
 
 #include "nn/backend.h"
 
+#include <immintrin.h>
 #include <stddef.h>
 #include "core/err.h"
 
@@ -68,6 +69,16 @@ static inline int cpu_steal_chunk(size_t block_bytes)
 {
     size_t k = CPU_STEAL_BYTES / (block_bytes ? block_bytes : 1);
     return k < 1 ? 1 : (int)k;
+}
+
+/* The fixed reduction of 8 lanes of the decode matmuls (cpu_gemv.c,
+ * cpu_q8.c, cpu_q8a8.c): ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)). */
+__attribute__((target("avx2,fma"), always_inline)) static inline float cpu_hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
 
 /* cpu_ops.c: vector math shared by the CPU op files. cpu_has_avx2: 1 when

@@ -33,8 +33,8 @@
  * bench/q8_bench.c. Most of the gain over that kernel came from the
  * prefetch distance below.)
  *
- * Blocking: outputs in blocks of 4 split statically over the OpenMP threads
- * (contiguous ranges of wq: each thread streams one run). At N = 1 one 1x4
+ * Blocking: outputs in blocks of 4 split over the threads by cpu_parfor_steal
+ * (contiguous runs of wq, as linear_rows). At N = 1 one 1x4
  * kernel takes the block's 4 weight rows side by side; at N > 1 the first 4
  * rows of x take them one at a time in address order (Rx1), the other rows
  * find them in L1 (4x1, then 3x2, 2x2 or 1x4). Each element holds a running
@@ -87,15 +87,6 @@ static void q8_ref(const struct cpu_ctx *c, float *out, const float *x, const in
 }
 
 /* ---- AVX2 + FMA -------------------------------------------------------- */
-
-/* The fixed reduction of the 8 lanes: ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)). */
-AVX2_INLINE float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* 8 int8 weights as floats (exact). */
 AVX2_INLINE __m256 wide8(const int8_t *q)
@@ -154,7 +145,7 @@ AVX2_INLINE void kern(int R, int O, int G, float *out, const float *x, const int
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
-            float v = hsum8(t[r][o]);
+            float v = cpu_hsum8(t[r][o]);
             out[(size_t)r * OC + o] = bias ? v + bias[o] : v;
         }
 }

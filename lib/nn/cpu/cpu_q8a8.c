@@ -212,15 +212,6 @@ AVX2_INLINE __m256i dot_avx2(__m256i acc, __m256i wabs, __m256i xs)
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-/* The fixed reduction of 8 lanes: ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)). */
-AVX2_INLINE float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* dot_vnni: the same as dot_avx2 in one instruction. */
 __attribute__((target("avx2,fma,avxvnni"), always_inline)) static inline __m256i
 dot_vnni(__m256i acc, __m256i wabs, __m256i xs)
@@ -277,14 +268,11 @@ static int rows_a8(struct cpu_ctx *c, const char *op, float *out, const float *x
         free(qx), free(sx);
         return LLM_ENOMEM;
     }
-    int fast = !c->ref && cpu_has_avx2();
-    if (fast)
-        quantize_rows_avx2(x, N, C, G, qx, sx);
-    else
+    if (c->ref || !cpu_has_avx2()) {
         quantize_rows(x, N, C, G, qx, sx);
-    if (!fast) {
         q8a8_ref(c, out, qx, sx, wq, scales, bias, N, C, OC, G, q4);
     } else {
+        quantize_rows_avx2(x, N, C, G, qx, sx);
         if (q4) /* the kernel's operand order: each group's even columns, then its odd ones */
             for (size_t g0 = 0; g0 < (size_t)N * C; g0 += 32) {
                 int8_t t[32];

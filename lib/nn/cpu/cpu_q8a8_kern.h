@@ -74,7 +74,7 @@ Q8A8_PASS(int R, int G, int Q4, const struct q8a8_job *j, const uint8_t *const *
 #pragma GCC unroll 4
         for (int k = 0; k < OBLK; k++)
             if (k < O) {
-                float v = hsum8(t[r][k]);
+                float v = cpu_hsum8(t[r][k]);
                 op[k] = j->bias ? v + j->bias[o0 + k] : v;
             }
     }
