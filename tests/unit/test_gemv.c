@@ -238,6 +238,48 @@ static void test_nonfinite(void **state)
     pool_free();
 }
 
+/* The AVX-512 kernels against the AVX2 ones, bit for bit (the lane split
+ * and reduction are the same: cpu_gemv.c): every register block (N = 1..13,
+ * 16, 33), masked tails (C % 16 = 1..15), partial output blocks, unaligned
+ * pointers, bias NULL or not, 1 and 2 threads, and non-finite inputs. */
+static void test_avx512_same_bits(void **state)
+{
+    (void)state;
+    if (!cpu_has_avx512())
+        print_message("note: no AVX-512 on this CPU; both runs take the AVX2 kernels\n");
+    static const int Cs[] = {1, 7, 15, 16, 17, 29, 64, 300, 768};
+    static const int OCs[] = {1, 3, 5, 61};
+    static const int Ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 33};
+    for (size_t ci = 0; ci < sizeof(Cs) / sizeof(Cs[0]); ci++)
+        for (size_t oi = 0; oi < sizeof(OCs) / sizeof(OCs[0]); oi++) {
+            int C = Cs[ci], OC = OCs[oi], off = (int)(ci + oi) % 2;
+            uint64_t seed = 100 + 10 * ci + oi;
+            float *x = frand(seed, (size_t)33 * C + 1, -2, 2) + off;
+            float *w = frand(seed + 1, (size_t)OC * C + 1, -1, 1) + off;
+            float *bias = frand(seed + 2, OC, -1, 1);
+            if (ci == 3 && oi == 2) { /* inf and NaN through the fast path */
+                x[5] = INFINITY;
+                w[(size_t)1 * C + 9] = NAN;
+            }
+            float *a = fnew((size_t)33 * OC), *b = fnew((size_t)33 * OC);
+            for (size_t ni = 0; ni < sizeof(Ns) / sizeof(Ns[0]); ni++)
+                for (int t = 0; t < 2; t++)
+                    for (int hb = 0; hb < 2; hb++) {
+                        int N = Ns[ni];
+                        const float *bb = hb ? bias : NULL;
+                        cpu_gemv_no_avx512 = 1;
+                        assert_int_equal(lr(&be[0][t], a, x, w, bb, N, C, OC), 0);
+                        cpu_gemv_no_avx512 = 0;
+                        assert_int_equal(lr(&be[0][t], b, x, w, bb, N, C, OC), 0);
+                        char what[96];
+                        snprintf(what, sizeof(what), "AVX-512 vs AVX2 N=%d C=%d OC=%d threads=%d bias=%d",
+                                 N, C, OC, t + 1, hb);
+                        check_same(what, b, a, (size_t)N * OC);
+                    }
+            pool_free();
+        }
+}
+
 /* ---- cpu_parfor_steal ---- */
 
 struct steal_log {
@@ -325,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_model_shapes),
         cmocka_unit_test(test_zero_rows_and_bad_dims),
         cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_avx512_same_bits),
         cmocka_unit_test(test_parfor_steal),
     };
     return cmocka_run_group_tests_name("gemv", tests, setup, teardown);

@@ -30,7 +30,7 @@
  * lane split with a separate multiply and add (so the bits differ from the
  * AVX2 path's, but not with N or threads).
  *
- * Optimized path (AVX2 + FMA): the outputs are cut in blocks of 4 and the
+ * Optimized path (AVX2 + FMA; AVX-512 below): the outputs are cut in blocks of 4 and the
  * blocks split over the threads by cpu_parfor_steal (cpu_par.c: each thread
  * streams its own contiguous run of w, then takes chunks from the end of a
  * slower thread's). In each block:
@@ -41,8 +41,14 @@
  *    hardware prefetchers: measured 1.5-2x the bandwidth of reading 2 or 4
  *    weight rows side by side (at N = 1 and 4, one thread, 15M shapes).
  *    Successive outputs' FMA chains are independent, so the out-of-order core
- *    overlaps them too. Software prefetch (256-2048 floats ahead) measured no
- *    better, or worse, so there is none;
+ *    overlaps them too. A software prefetch PREFETCH (8 KB) ahead of the
+ *    stream: where w sits in the last-level cache (the 10.9M target of
+ *    bench/spec_bench.sh, 43 MB; the 15M llama2.c shape) the hardware
+ *    prefetchers alone do not keep up once the FMAs of 4 rows are in the
+ *    loop. Measured on this VM (AMD EPYC, Zen 5), 2 threads, alternating
+ *    runs: 15M decode 718-787 -> 835-965 tok/s; 10.9M verification of 4
+ *    rows 0.94 -> 0.87-0.94 ms; 110M (weights in DRAM) unchanged. An older
+ *    measurement (256-2048 floats, AVX2 only, another day) had found no gain;
  *  - the remaining rows find the 4 weight rows (16 C bytes, 32 KB at C =
  *    2048) in L1/L2 and go through them in register blocks of 4 rows x 2
  *    outputs (3x2, 2x4, 1x4 for the leftovers), each element's two chains
@@ -50,6 +56,18 @@
  *    FMAs (the compute-bound side, N = 16..64). x (4 N C bytes, 512 KB at
  *    N = 64, C = 2048) stays in L2.
  * So memory sees w once whatever N.
+ *
+ * AVX-512 path (AVX-512F, checked at run time; cpu_gemv_no_avx512 turns it
+ * off for the tests): the same passes with one 16-lane zmm accumulator per
+ * element instead of two 8-lane halves. Lane j of it is the same FMA chain
+ * as lane j of the AVX2 pair and the reduction starts with the same
+ * low + high add, so the bits equal the AVX2 path's. Half the FMA and load
+ * instructions: 4 rows of the 10.9M target verify in 0.80-0.85 ms against
+ * 0.87-0.94 with AVX2 (both with the prefetch; a decode step 0.53-0.57
+ * against 0.57-0.59). With 32 registers the cached pass takes 4 x 4
+ * blocks directly. Weight rows should start 64-byte aligned (model
+ * parameters are: LLM_PARAM_ALIGN): a zmm load across two cache lines costs
+ * two, and with unaligned rows this path measured slower than AVX2.
  *
  * ctx->ref = 1: plain loops (one float accumulator per element, i = 0..C-1
  * in order, bias last), threaded over outputs: the oracle of the tests. */
@@ -74,6 +92,11 @@
  * 1.62). 2 x 6 accumulators and 2 weight vectors fit the 16 ymm registers,
  * x being an FMA memory operand. */
 #define RSTREAM 6
+/* Floats ahead of its read position that the streaming pass prefetches
+ * (8 KB; see the top of the file). */
+#define PREFETCH 2048
+
+int cpu_gemv_no_avx512;
 
 /* ---- reference --------------------------------------------------------- */
 
@@ -113,10 +136,13 @@ AVX2_INLINE void kern(int R, int O, float *out, const float *x, const float *w,
             acc[r][o][0] = acc[r][o][1] = _mm256_setzero_ps();
     for (int i = 0; i < C16; i += 16) {
         __m256 wv[OBLK][2];
+        if (O == 1) /* the streaming pass */
+            _mm_prefetch((const char *)(w + i + PREFETCH), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
             wv[o][0] = _mm256_loadu_ps(w + (size_t)o * C + i);
             wv[o][1] = _mm256_loadu_ps(w + (size_t)o * C + i + 8);
+            __asm__("" : "+x"(wv[o][0]), "+x"(wv[o][1])); /* one load each: see kern512 */
         }
 #pragma GCC unroll 6
         for (int r = 0; r < R; r++) {
@@ -301,6 +327,143 @@ AVX2_FN static void linear_rows_avx2(const struct cpu_ctx *c, float *out, const 
     cpu_parfor_steal(nt, nblk, cpu_steal_chunk((size_t)OBLK * C * sizeof(float)), rows_blocks, &j);
 }
 
+/* ---- AVX-512 ------------------------------------------------------------ */
+
+#define AVX512_FN __attribute__((target("avx512f,avx2,fma")))
+#define AVX512_INLINE __attribute__((target("avx512f,avx2,fma"), always_inline)) static inline
+
+/* The 16 lanes of one accumulator reduced as the AVX2 path reduces its two:
+ * m = lanes 0-7 + lanes 8-15, then cpu_hsum8. */
+AVX512_INLINE float hsum16(__m512 a)
+{
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+    return cpu_hsum8(_mm256_add_ps(_mm512_castps512_ps256(a), hi));
+}
+
+/* kern with one 16-lane accumulator per element: lane j is the same FMA
+ * chain as lane j of the AVX2 pair (columns 16k + j), so the bits are the
+ * same. R <= RSTREAM rows by O <= OBLK outputs; tm masks the leftover
+ * columns C16 .. C-1 (zeros past C, as the AVX2 masked loads). With O = 1
+ * (the streaming pass) w is prefetched PREFETCH floats ahead. */
+AVX512_INLINE void kern512(int R, int O, float *out, const float *x, const float *w,
+                           const float *bias, int C, int C16, __mmask16 tm, int OC)
+{
+    __m512 acc[RSTREAM][OBLK];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int o = 0; o < O; o++)
+            acc[r][o] = _mm512_setzero_ps();
+    for (int i = 0; i < C16; i += 16) {
+        __m512 wv[OBLK];
+        if (O == 1)
+            _mm_prefetch((const char *)(w + i + PREFETCH), _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int o = 0; o < O; o++) {
+            wv[o] = _mm512_loadu_ps(w + (size_t)o * C + i);
+            /* one load of w into a register: without this barrier gcc folds
+             * it into each row's FMA (R loads of w, the rows' x in registers)
+             * and 3 rows measured slower than 4 */
+            __asm__("" : "+v"(wv[o]));
+        }
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)r * C + i);
+#pragma GCC unroll 4
+            for (int o = 0; o < O; o++)
+                acc[r][o] = _mm512_fmadd_ps(xv, wv[o], acc[r][o]);
+        }
+    }
+    if (C16 < C) {
+        __m512 wv[OBLK];
+#pragma GCC unroll 4
+        for (int o = 0; o < O; o++)
+            wv[o] = _mm512_maskz_loadu_ps(tm, w + (size_t)o * C + C16);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            __m512 xv = _mm512_maskz_loadu_ps(tm, x + (size_t)r * C + C16);
+#pragma GCC unroll 4
+            for (int o = 0; o < O; o++)
+                acc[r][o] = _mm512_fmadd_ps(xv, wv[o], acc[r][o]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int o = 0; o < O; o++) {
+            float s = hsum16(acc[r][o]);
+            out[(size_t)r * OC + o] = bias ? s + bias[o] : s;
+        }
+}
+
+/* oblock_avx2 with kern512: the streaming pass the same (one weight row at a
+ * time, all N <= RSTREAM rows, prefetched); the rows after it in blocks of 4
+ * rows x 4 outputs (16 of the 32 zmm registers; kern_halves' split was for
+ * the 16 ymm of AVX2). */
+AVX512_INLINE void oblock_512(int O, float *out, const float *x, const float *w,
+                              const float *bias, int N, int C, int C16, __mmask16 tm, int OC)
+{
+    int R0 = N <= RSTREAM ? N : RBLK;
+    for (int o = 0; o < O; o++) {
+        const float *wo = w + (size_t)o * C;
+        const float *bo = bias ? bias + o : NULL;
+        switch (R0) {
+        case 6: kern512(6, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
+        case 5: kern512(5, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
+        case 4: kern512(4, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
+        case 3: kern512(3, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
+        case 2: kern512(2, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
+        default: kern512(1, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
+        }
+    }
+    for (int n = R0; n < N; n += RBLK) {
+        float *op = out + (size_t)n * OC;
+        const float *xp = x + (size_t)n * C;
+        int R = N - n < RBLK ? N - n : RBLK;
+        if (O == OBLK) {
+            switch (R) {
+            case 4: kern512(4, 4, op, xp, w, bias, C, C16, tm, OC); break;
+            case 3: kern512(3, 4, op, xp, w, bias, C, C16, tm, OC); break;
+            case 2: kern512(2, 4, op, xp, w, bias, C, C16, tm, OC); break;
+            default: kern512(1, 4, op, xp, w, bias, C, C16, tm, OC); break;
+            }
+            continue;
+        }
+        for (int o = 0; o < O; o++) /* the last, partial block of outputs */
+            for (int r = 0; r < R; r++)
+                kern512(1, 1, op + (size_t)r * OC + o, xp + (size_t)r * C, w + (size_t)o * C,
+                        bias ? bias + o : NULL, C, C16, tm, OC);
+    }
+}
+
+struct rows_job512 {
+    float *out;
+    const float *x, *w, *bias;
+    int N, C, C16, OC;
+    __mmask16 tm;
+};
+
+AVX512_FN static void rows_blocks512(void *arg, int b0, int b1)
+{
+    const struct rows_job512 *j = arg;
+    for (int b = b0; b < b1; b++) {
+        int o0 = b * OBLK;
+        int O = j->OC - o0 < OBLK ? j->OC - o0 : OBLK;
+        oblock_512(O, j->out + o0, j->x, j->w + (size_t)o0 * j->C, j->bias ? j->bias + o0 : NULL,
+                   j->N, j->C, j->C16, j->tm, j->OC);
+    }
+}
+
+static void linear_rows_512(const struct cpu_ctx *c, float *out, const float *x, const float *w,
+                            const float *bias, int N, int C, int OC)
+{
+    int C16 = C & ~15;
+    struct rows_job512 j = {out, x, w, bias, N, C, C16, OC, (__mmask16)((1u << (C - C16)) - 1)};
+    int nblk = (OC + OBLK - 1) / OBLK;
+    int nt = cpu_nthreads(c, (size_t)OC * C);
+    cpu_parfor_steal(nt, nblk, cpu_steal_chunk((size_t)OBLK * C * sizeof(float)), rows_blocks512, &j);
+}
+
 /* ---- portable fallback (no AVX2 + FMA) ---------------------------------- */
 
 /* The same lane split and reduction tree as the AVX2 path, multiply then add. */
@@ -342,6 +505,8 @@ int cpu_linear_rows(void *ctx, float *out, const float *x, const float *w, const
         return 0;
     if (c->ref)
         linear_rows_ref(c, out, x, w, bias, N, C, OC);
+    else if (cpu_has_avx512() && !cpu_gemv_no_avx512)
+        linear_rows_512(c, out, x, w, bias, N, C, OC);
     else if (cpu_has_avx2())
         linear_rows_avx2(c, out, x, w, bias, N, C, OC);
     else

@@ -88,6 +88,7 @@ __attribute__((target("avx2,fma"), always_inline)) static inline float cpu_hsum8
  * only on n; with AVX2 a polynomial exp of relative error < 1e-7 (expf
  * otherwise), exactly 0 below exp(-87.3), NaN kept. */
 int cpu_has_avx2(void);
+int cpu_has_avx512(void); /* AVX2 + FMA and AVX-512F */
 double cpu_exp_row(float *y, const float *x, int n, float a, float b);
 
 /* rows >= 0 and width > 0, or LLM_EINVAL naming op. */
@@ -211,5 +212,8 @@ int cpu_linear_rows_q8a8(void *ctx, float *out, const float *x, const int8_t *wq
 int cpu_linear_rows_q4a8(void *ctx, float *out, const float *x, const uint8_t *wq, const float *scales,
                          const float *bias, int N, int C, int OC);
 extern int cpu_q8a8_no_vnni;
+/* cpu_gemv.c: cpu_gemv_no_avx512 = 1 makes linear_rows take the AVX2 kernel
+ * on an AVX-512 CPU (tests: the two must agree bit for bit). */
+extern int cpu_gemv_no_avx512;
 
 #endif

@@ -76,6 +76,18 @@ int cpu_has_avx2(void)
     return h;
 }
 
+int cpu_has_avx512(void)
+{
+    static int have = -1;
+    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
+    }
+    return h;
+}
+
 AVX2_FN static inline __m256 exp8(__m256 x)
 {
     const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.37626f);
