@@ -128,7 +128,8 @@ int cmd_eval(int argc, char **argv)
                                                             "instead of generating"},
         {"judge", 0, LLM_OPT_STR, &judge, "CKPT", "judge: the judging model"},
         {"tokenizer", 0, LLM_OPT_STR, &tok_path, "FILE", "tokenizer.json (default: the checkpoint's)"},
-        {"quantize", 0, LLM_OPT_STR, &quantize, "int8", "evaluate the model with int8 weights (docs/quant.md)"},
+        {"quantize", 0, LLM_OPT_STR, &quantize, "int8|q4",
+         "evaluate the model with int8 or 4-bit weights (docs/quant.md)"},
         {"group", 0, LLM_OPT_INT, &group, "G", "--quantize: weights per scale, 32 (default) or 64"},
         {"output", 'o', LLM_OPT_STR, &out, "FILE", "write the JSON report here (default: stdout)"},
         {"log-samples", 0, LLM_OPT_STR, &log_samples, "F.jsonl", "write one record per example"},
@@ -180,8 +181,11 @@ int cmd_eval(int argc, char **argv)
         rc = llm_err(LLM_EUSAGE, "--samples: expected 1..1024, got %ld", samples);
     else if (strcmp(vote, "majority"))
         rc = llm_err(LLM_EUSAGE, "--vote: expected majority, got '%s'", vote);
-    else if (quantize && strcmp(quantize, "int8"))
-        rc = llm_err(LLM_EUSAGE, "--quantize: expected int8, got '%s'", quantize);
+    else if (quantize && !strcmp(quantize, "w8a8"))
+        rc = llm_err(LLM_EUSAGE, "--quantize w8a8: llm eval scores with float activations, so it can show "
+                                 "int8 or q4 weights only (bench/decode_nll measures W8A8)");
+    else if (quantize && strcmp(quantize, "int8") && strcmp(quantize, "q4"))
+        rc = llm_err(LLM_EUSAGE, "--quantize: expected int8 or q4, got '%s'", quantize);
     else if (group != 32 && group != 64)
         rc = llm_err(LLM_EUSAGE, "--group: expected 32 or 64, got %ld", group);
     else if (threads < 0)
@@ -240,7 +244,7 @@ int cmd_eval(int argc, char **argv)
         have_be = 1;
     if (!rc && model)
         /* perplexity on a shard needs no tokenizer: take the checkpoint's if it has one */
-        rc = llm_loaded_open(&lm, model, &be, quantize ? (int)group : 0, t == T_PPL ? LLM_TOK_IF_ANY : LLM_TOK_NEEDED,
+        rc = llm_loaded_open(&lm, model, &be, !quantize ? 0 : !strcmp(quantize, "q4") ? LLM_LOAD_Q4 : (int)group, t == T_PPL ? LLM_TOK_IF_ANY : LLM_TOK_NEEDED,
                              tok_path);
     if (!rc && judge)
         rc = llm_loaded_open(&lj, judge, &be, 0, LLM_TOK_NEEDED, NULL);

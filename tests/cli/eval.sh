@@ -41,6 +41,13 @@ expect "int8 perplexity" 0 "$LLM" eval -m "$M" --task perplexity --data "$D/val.
 Q=$(num "$T/out" perplexity) P=$(num "$T/ppl.json" perplexity)
 if close x "$Q" "$P" 0.01; then ok "int8 perplexity ($Q) within 1% of fp32 ($P)"
 else nok "int8 perplexity within 1%" "int8 $Q fp32 $P"; fi
+expect "q4 perplexity" 0 "$LLM" eval -m "$M" --task perplexity --data "$D/val.bin" --max-windows 32 --quantize q4
+Q4=$(num "$T/out" perplexity)
+if close x "$Q4" "$P" 0.1 && [ "$Q4" != "$P" ]; then ok "q4 perplexity ($Q4) within 10% of fp32 ($P), not equal"
+else nok "q4 perplexity within 10% of fp32 and not equal" "q4 $Q4 fp32 $P"; fi
+has "$T/out" "q4: the report names it" '"quantize":[[:space:]]*"q4"'
+expect "--quantize w8a8 is a usage error" 2 "$LLM" eval -m "$M" --task perplexity --data "$D/val.bin" --quantize w8a8
+has "$T/err" "w8a8: says why" 'float activations'
 
 # ---- multiple choice, every layout ----
 cat >"$T/choice.jsonl" <<'J'
