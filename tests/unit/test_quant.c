@@ -1,6 +1,7 @@
 /* test_quant.c: weight quantization (lib/infer/quant.c: Q8 per-group int8,
  * Q4 groups of 32) and the CPU backend's linear_rows_q8 (lib/nn/cpu/cpu_q8.c)
- * on the reference (ref=1) and optimized (ref=0) paths, 1 and 2 threads:
+ * on the reference (ref=1) and optimized (ref=0) paths, 1 and 2 threads,
+ * the optimized one twice (AVX-512 where the CPU has it, then AVX2):
  *  - quantize/dequantize round trip within the bound; exact known answers
  *    (ties at .5 round away from zero, all-zero groups, the symmetric range
  *    that never uses -128, the Q4 clamp and nibble order); bad arguments;
@@ -25,7 +26,8 @@
  * the most roundings one term goes through, so |q8 - lr| <= (gamma_kq +
  * gamma_kl) (sum_i |x_i w_i| + |bias|) with the depths of the two orders
  * (cpu_q8.c, cpu_gemv.c; the scale s is exact, w' = fl(wq s) adds one):
- *   optimized: q8 (AVX2 or scalar lanes) kq <= G/8 + C/G + 7 (group chain,
+ *   optimized: q8 (AVX2 or scalar lanes; AVX-512's 16 lanes have group
+ *     chains half as long) kq <= G/8 + C/G + 7 (group chain,
  *     scale, total chain, lane tree, bias), lr kl <= C/16 + 7;
  *   reference: q8 kq <= G + C/G + 2, lr kl <= C + 2;
  * a few ulps of sum |x w| on the optimized path (C = 2048, G = 32: kq = 75,
@@ -38,6 +40,7 @@
 #include "core/rng.h"
 #include "infer/quant.h"
 #include "nn/backend.h"
+#include "nn/cpu/cpu_impl.h"
 #include "nntest.h"
 
 static const double U = 0x1p-24;
@@ -510,5 +513,12 @@ int main(void)
         cmocka_unit_test(test_q8_zero_groups_nonfinite),
         cmocka_unit_test(test_q8_zero_rows_and_bad_args),
     };
-    return cmocka_run_group_tests_name("quant", tests, setup, teardown);
+    /* the kernel tests twice: linear_rows_q8's AVX-512 path (where the CPU
+     * has it) and its AVX2 path, each held to the same checks */
+    if (!cpu_has_avx512())
+        printf("note: no AVX-512 on this CPU; both runs take the AVX2 kernels\n");
+    int rc = cmocka_run_group_tests_name("quant (AVX-512 where present)", tests, setup, teardown);
+    cpu_q8_no_avx512 = 1;
+    rc |= cmocka_run_group_tests_name("quant (AVX2)", tests, setup, teardown);
+    return rc;
 }

@@ -205,6 +205,8 @@ int cpu_attention_cached(void *ctx, float *out, const float *q, const float *k, 
 /* cpu_q8.c: linear_rows_q8, the decode matmul over int8 weights */
 int cpu_linear_rows_q8(void *ctx, float *out, const float *x, const int8_t *wq, const float *scales,
                        const float *bias, int N, int C, int OC, int G);
+/* 1: the AVX2 kernel even on an AVX-512 CPU (tests: both paths checked). */
+extern int cpu_q8_no_avx512;
 /* cpu_q8a8.c; cpu_q8a8_no_vnni = 1 makes it take the AVX2 kernel even on a
  * CPU with AVX-VNNI (tests: the two must agree bit for bit). */
 int cpu_linear_rows_q8a8(void *ctx, float *out, const float *x, const int8_t *wq, const float *scales,
