@@ -75,7 +75,8 @@ int main(int argc, char **argv)
         struct llm_infer *x;
         if (llm_backend_cpu_init(&be, threads, 0))
             die("backend");
-        if (llm_loaded_open(&l, model, &be, mode == 3 ? LLM_LOAD_Q4 : mode ? group : 0, LLM_TOK_NONE, NULL))
+        if (llm_loaded_open(&l, model, &be, mode == 3 ? LLM_LOAD_Q4 : mode ? LLM_LOAD_INT8 : LLM_LOAD_STORED,
+                            group, LLM_TOK_NONE, NULL))
             die(model);
         int T = l.m.cfg.context_length, V = l.m.cfg.vocab_size;
         if (llm_infer_new(&x, &l.m, 1, T))

@@ -46,9 +46,10 @@ static void die(const char *what)
     exit(1);
 }
 
-static void open_model(struct timed *t, const char *path, struct llm_backend *be, int group, int a8)
+static void open_model(struct timed *t, const char *path, struct llm_backend *be,
+                       enum llm_load_weights weights, int a8)
 {
-    if (llm_loaded_open(&t->l, path, be, group, LLM_TOK_NONE, NULL))
+    if (llm_loaded_open(&t->l, path, be, weights, 32, LLM_TOK_NONE, NULL))
         die(path);
     if (llm_infer_new(&t->x, &t->l.m, 1, t->l.m.cfg.context_length))
         die("caches");
@@ -110,7 +111,8 @@ static double needed(double goal, int K, double ct, double cd, double cv)
 
 int main(int argc, char **argv)
 {
-    int threads = 0, dthreads = 0, dgroup = 0, da8 = 0, ks[MAXK], nk = 0; /* dgroup: llm_loaded_open's */
+    int threads = 0, dthreads = 0, da8 = 0, ks[MAXK], nk = 0;
+    enum llm_load_weights dweights = LLM_LOAD_STORED;
     const char *paths[2] = {NULL, NULL};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
@@ -118,11 +120,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--draft-threads") && i + 1 < argc)
             dthreads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--draft-int8"))
-            dgroup = 32;
+            dweights = LLM_LOAD_INT8;
         else if (!strcmp(argv[i], "--draft-w8a8"))
-            dgroup = 32, da8 = 1;
+            dweights = LLM_LOAD_INT8, da8 = 1;
         else if (!strcmp(argv[i], "--draft-q4"))
-            dgroup = LLM_LOAD_Q4;
+            dweights = LLM_LOAD_Q4;
         else if (!paths[0] || !paths[1])
             paths[paths[0] ? 1 : 0] = argv[i];
         else if (nk < MAXK && atoi(argv[i]) >= 1 && atoi(argv[i]) <= MAXK)
@@ -137,8 +139,8 @@ int main(int argc, char **argv)
     if (llm_backend_cpu_init(&be, threads, 0) || llm_backend_cpu_init(&dbe, dthreads ? dthreads : threads, 0))
         die("backend");
     struct timed tg, dr;
-    open_model(&tg, paths[0], &be, 0, 0);
-    open_model(&dr, paths[1], &dbe, dgroup, da8);
+    open_model(&tg, paths[0], &be, LLM_LOAD_STORED, 0);
+    open_model(&dr, paths[1], &dbe, dweights, da8);
     double ct = time_pass(&tg, 0), cd = time_pass(&dr, 0);
     printf("target step %.3f ms, draft step %.3f ms (%.2f of the target's)\n", ct * 1e3, cd * 1e3, cd / ct);
     for (int i = 0; i < nk; i++) {

@@ -127,10 +127,11 @@ static int print_json(const cJSON *j, int pretty)
     return 0;
 }
 
-/* llm_loaded_open's quantize_group for a --quantize value (NULL: none). */
-static int quant_mode(const char *q, int group)
+/* llm_loaded_open's weights for a --quantize value (NULL: none; w8a8 has
+ * int8 weights). */
+static enum llm_load_weights quant_weights(const char *q)
 {
-    return !q ? 0 : !strcmp(q, "q4") ? LLM_LOAD_Q4 : group;
+    return !q ? LLM_LOAD_STORED : !strcmp(q, "q4") ? LLM_LOAD_Q4 : LLM_LOAD_INT8;
 }
 
 int cmd_generate(int argc, char **argv)
@@ -270,7 +271,7 @@ int cmd_generate(int argc, char **argv)
     if (!rc && !(rc = llm_backend_cpu_init(&be, (int)threads, 0)))
         have_be = 1;
     if (!rc)
-        rc = llm_loaded_open(&lm, model, &be, quant_mode(quantize, (int)group), LLM_TOK_NEEDED, tok_path);
+        rc = llm_loaded_open(&lm, model, &be, quant_weights(quantize), (int)group, LLM_TOK_NEEDED, tok_path);
     struct llm_model *mp = &lm.m;
     const struct llm_tokenizer *tok = lm.tok;
     if (!rc) {
@@ -280,7 +281,7 @@ int cmd_generate(int argc, char **argv)
     if (!rc && draft && draft_threads > 0 && !(rc = llm_backend_cpu_init(&dbe, (int)draft_threads, 0)))
         have_dbe = 1;
     if (!rc && draft &&
-        !(rc = llm_loaded_open(&dm, draft, have_dbe ? &dbe : &be, quant_mode(draft_quantize, (int)group), LLM_TOK_NONE,
+        !(rc = llm_loaded_open(&dm, draft, have_dbe ? &dbe : &be, quant_weights(draft_quantize), (int)group, LLM_TOK_NONE,
                                NULL))) {
         go.draft = &dm.m;
         go.draft_q8 = llm_loaded_q8(&dm);

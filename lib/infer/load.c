@@ -19,8 +19,9 @@ void llm_loaded_release(struct llm_loaded *x)
     memset(x, 0, sizeof(*x));
 }
 
-int llm_loaded_open(struct llm_loaded *x, const char *path, struct llm_backend *be, int quantize_group,
-                    enum llm_tok_want want_tok, const char *tok_path)
+int llm_loaded_open(struct llm_loaded *x, const char *path, struct llm_backend *be,
+                    enum llm_load_weights weights, int group, enum llm_tok_want want_tok,
+                    const char *tok_path)
 {
     memset(x, 0, sizeof(*x));
     struct llm_ckpt_reader *peek;
@@ -33,18 +34,17 @@ int llm_loaded_open(struct llm_loaded *x, const char *path, struct llm_backend *
     if (x->prequantized) {
         if (!(rc = llm_q8_load(&x->m, &x->q8, path, be, &header))) {
             x->have_m = x->have_q8 = 1;
-            if (quantize_group)
+            if (weights != LLM_LOAD_STORED)
                 llm_info("%s is already quantized (int8, groups of %d)", path, x->q8.G);
         }
     } else if (!(rc = llm_model_load(&x->m, path, be, &header))) {
         x->have_m = 1;
-        if (quantize_group == LLM_LOAD_Q4 && !(rc = llm_model_quantize_q4(&x->m, &x->q8))) {
+        if (weights == LLM_LOAD_Q4 && !(rc = llm_model_quantize_q4(&x->m, &x->q8))) {
             x->have_q8 = 1;
             llm_info("quantized %zu weights to 4 bits (Q4, groups of %d)", x->q8.quantized, LLM_Q4_GROUP);
-        } else if (quantize_group && quantize_group != LLM_LOAD_Q4 &&
-                   !(rc = llm_model_quantize_q8(&x->m, quantize_group, &x->q8))) {
+        } else if (weights == LLM_LOAD_INT8 && !(rc = llm_model_quantize_q8(&x->m, group, &x->q8))) {
             x->have_q8 = 1;
-            llm_info("quantized %zu weights to int8 (groups of %d)", x->q8.quantized, quantize_group);
+            llm_info("quantized %zu weights to int8 (groups of %d)", x->q8.quantized, group);
         }
     }
     const cJSON *tj = cJSON_GetObjectItemCaseSensitive(header, "tokenizer");

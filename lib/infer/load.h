@@ -23,14 +23,19 @@ enum llm_tok_want {
     LLM_TOK_IF_ANY, /* tok_path's, else the header's if it has one, else none */
 };
 
-/* Loads path on be. quantize_group 0 = keep the checkpoint's weights; 32 or
- * 64 = quantize fp32 weights to int8 with that group (an int8 checkpoint
- * stays as it is). On error everything is released.
- * LLM_LOAD_Q4 = 4-bit groups of 32 (llm_model_quantize_q4, decoded with
- * int8 activations). */
-#define LLM_LOAD_Q4 4
-int llm_loaded_open(struct llm_loaded *x, const char *path, struct llm_backend *be, int quantize_group,
-                    enum llm_tok_want want_tok, const char *tok_path);
+/* The weights to decode with. */
+enum llm_load_weights {
+    LLM_LOAD_STORED, /* the checkpoint's own (fp32, or int8 from `llm quantize`) */
+    LLM_LOAD_INT8,   /* fp32 quantized to int8 at load (llm_model_quantize_q8, groups of `group`) */
+    LLM_LOAD_Q4,     /* fp32 quantized to 4 bits at load (llm_model_quantize_q4, groups of 32) */
+};
+
+/* Loads path on be with the weights asked for (group: 32 or 64, used by
+ * LLM_LOAD_INT8 only; an int8 checkpoint stays as it is whatever is asked).
+ * On error everything is released. */
+int llm_loaded_open(struct llm_loaded *x, const char *path, struct llm_backend *be,
+                    enum llm_load_weights weights, int group, enum llm_tok_want want_tok,
+                    const char *tok_path);
 void llm_loaded_release(struct llm_loaded *x);
 /* The int8 weights to decode with, or NULL. */
 static inline const struct llm_q8 *llm_loaded_q8(const struct llm_loaded *x) { return x->have_q8 ? &x->q8 : NULL; }
