@@ -450,6 +450,11 @@ static void test_attention_cached(void **state)
         {3, 200, 260, 8, 2, 32, 0}, /* large enough for 2 threads: tasks per kv group */
         {1, 600, 700, 8, 1, 32, 0}, /* MQA decode on 2 threads: tasks per head */
         {2, 900, 301, 4, 2, 24, 300}, /* a long ring */
+        /* queries of more than 384 keys take key blocks and a combine (cpu_kv.c) */
+        {5, 382, 600, 6, 3, 9, 0},    /* 383 .. 387 keys: short and long queries in one call */
+        {3, 1500, 800, 4, 2, 16, 700}, /* a wrapped ring, blocks from a first key off the grid */
+        {1, 1100, 1200, 12, 12, 64, 0}, /* 110M-like decode */
+        {2, 2047, 2049, 2, 1, 7, 0},  /* MQA, 9 blocks, odd HS */
     };
     struct llm_backend be[3];
     assert_int_equal(llm_backend_cpu_init(&be[0], 1, 1), 0); /* reference path */
