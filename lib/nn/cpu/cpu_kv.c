@@ -421,47 +421,46 @@ int cpu_attention_cached(void *ctx, float *out, const float *q, const float *k, 
         /* tasks of a whole kv group (its keys read once), or of one head when
          * there are too few groups to keep the threads busy (MQA decode) */
         int hb = (long)Tq * NKV >= nt ? G : 1, nb = NH / hb;
-        /* long queries: their block tasks first, then their combine */
-        int *first = malloc(((size_t)Tq + 1) * sizeof(int)); /* each query's first block task */
+        /* long queries: their block tasks first (query t owns tasks first[t]
+         * .. first[t+1]-1), then their combine; short ones: their group
+         * tasks, as before (sq: the short queries in order) */
+        int *first = llm_malloc(((size_t)2 * Tq + 1) * sizeof(int), "attention_cached tasks");
         if (!first) {
             free(ws);
-            return llm_err(LLM_ENOMEM, "out of memory (attention_cached)");
-        }
-        first[0] = 0;
-        for (int t = 0; t < Tq; t++) {
-            int p = pos0 + t, lo = first_key(p, window);
-            first[t + 1] = first[t] + (p - lo + 1 > KV_LONG ? kv_nblocks(lo, p) : 0);
-        }
-        long ntask = first[Tq], nshort = 0;
-        for (int t = 0; t < Tq; t++)
-            nshort += first[t + 1] == first[t];
-        size_t pw = (size_t)NH * (HS + 2);
-        float *parts = ntask ? llm_malloc((size_t)ntask * pw * sizeof(float), "attention_cached partials") : NULL;
-        float *bsc = ntask ? llm_malloc((size_t)nt * NH * KV_BLOCK * sizeof(float), "attention_cached scores") : NULL;
-        if (ntask && (!parts || !bsc)) {
-            free(parts), free(bsc), free(first), free(ws);
             return LLM_ENOMEM;
         }
-        /* short queries: tasks (query, head group) as before; long ones: (query, block) */
-        long nall = nshort * nb + ntask;
+        int *sq = first + Tq + 1, nshort = 0;
+        first[0] = 0;
+        for (int t = 0; t < Tq; t++) {
+            int p = pos0 + t, lo = first_key(p, window), lng = p - lo + 1 > KV_LONG;
+            first[t + 1] = first[t] + (lng ? kv_nblocks(lo, p) : 0);
+            if (!lng)
+                sq[nshort++] = t;
+        }
+        long ntask = first[Tq], nall = ntask + (long)nshort * nb;
+        size_t pw = (size_t)NH * (HS + 2);
+        float *parts = NULL, *bsc = NULL;
+        if (ntask && (!(parts = llm_malloc((size_t)ntask * pw * sizeof(float), "attention_cached partials")) ||
+                      !(bsc = llm_malloc((size_t)nt * NH * KV_BLOCK * sizeof(float), "attention_cached scores")))) {
+            free(parts), free(first), free(ws);
+            return LLM_ENOMEM;
+        }
+        /* tasks of uneven cost (later queries see more keys, first and last
+         * blocks are short): dynamic scheduling balances them */
         CPU_PARFOR_DYNAMIC(nt,
             for (long i = 0; i < nall; i++) {
                 int th = omp_get_thread_num();
                 if (i < ntask) {
-                    int t = 0;
+                    int t = 0, s0, s1;
                     while (first[t + 1] <= i)
                         t++;
-                    int p = pos0 + t, s0, s1;
-                    kv_block_range(first_key(p, window), p, (int)(i - first[t]), &s0, &s1);
+                    kv_block_range(first_key(pos0 + t, window), pos0 + t, (int)(i - first[t]), &s0, &s1);
                     kv_block(&d, q, k, v, t, s0, s1, bsc + (size_t)th * NH * KV_BLOCK, parts + i * pw, avx2);
-                    continue;
+                } else {
+                    long r = i - ntask;
+                    kv_group(&d, out, q, k, v, sq[r / nb], (int)(r % nb) * hb, hb, ws + (size_t)th * per,
+                             avx2);
                 }
-                long r = i - ntask, u = r / nb; /* the u-th short query */
-                int t = 0;
-                for (long seen = -1; t < Tq; t++)
-                    if (first[t + 1] == first[t] && ++seen == u)
-                        break;
-                kv_group(&d, out, q, k, v, t, (int)(r % nb) * hb, hb, ws + (size_t)th * per, avx2);
             });
         for (int t = 0; t < Tq; t++)
             if (first[t + 1] > first[t])
