@@ -244,10 +244,8 @@ int cmd_eval(int argc, char **argv)
         have_be = 1;
     if (!rc && model)
         /* perplexity on a shard needs no tokenizer: take the checkpoint's if it has one */
-        rc = llm_loaded_open(&lm, model, &be,
-                             !quantize ? LLM_LOAD_STORED : !strcmp(quantize, "q4") ? LLM_LOAD_Q4 : LLM_LOAD_INT8,
-                             (int)group, t == T_PPL ? LLM_TOK_IF_ANY : LLM_TOK_NEEDED,
-                             tok_path);
+        rc = llm_loaded_open(&lm, model, &be, llm_load_weights_for(quantize), (int)group,
+                             t == T_PPL ? LLM_TOK_IF_ANY : LLM_TOK_NEEDED, tok_path);
     if (!rc && judge)
         rc = llm_loaded_open(&lj, judge, &be, LLM_LOAD_STORED, 0, LLM_TOK_NEEDED, NULL);
     if (!rc && lm.tok)

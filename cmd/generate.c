@@ -127,11 +127,10 @@ static int print_json(const cJSON *j, int pretty)
     return 0;
 }
 
-/* llm_loaded_open's weights for a --quantize value (NULL: none; w8a8 has
- * int8 weights). */
-static enum llm_load_weights quant_weights(const char *q)
+/* A --quantize or --draft-quantize value (NULL: not given). */
+static int known_quant(const char *q)
 {
-    return !q ? LLM_LOAD_STORED : !strcmp(q, "q4") ? LLM_LOAD_Q4 : LLM_LOAD_INT8;
+    return !q || !strcmp(q, "int8") || !strcmp(q, "w8a8") || !strcmp(q, "q4");
 }
 
 int cmd_generate(int argc, char **argv)
@@ -209,10 +208,9 @@ int cmd_generate(int argc, char **argv)
         rc = llm_err(LLM_EUSAGE, "--batch: expected 1..4096, got %ld", batch);
     else if (top_k < 0 || top_k > (1L << 30))
         rc = llm_err(LLM_EUSAGE, "--top-k: expected a count >= 0, got %ld", top_k);
-    else if (quantize && strcmp(quantize, "int8") && strcmp(quantize, "w8a8") && strcmp(quantize, "q4"))
+    else if (!known_quant(quantize))
         rc = llm_err(LLM_EUSAGE, "--quantize: expected int8, w8a8 or q4, got '%s'", quantize);
-    else if (draft_quantize && strcmp(draft_quantize, "int8") && strcmp(draft_quantize, "w8a8") &&
-             strcmp(draft_quantize, "q4"))
+    else if (!known_quant(draft_quantize))
         rc = llm_err(LLM_EUSAGE, "--draft-quantize: expected int8, w8a8 or q4, got '%s'", draft_quantize);
     else if (draft_quantize && !draft)
         rc = llm_err(LLM_EUSAGE, "--draft-quantize needs --draft");
@@ -271,7 +269,8 @@ int cmd_generate(int argc, char **argv)
     if (!rc && !(rc = llm_backend_cpu_init(&be, (int)threads, 0)))
         have_be = 1;
     if (!rc)
-        rc = llm_loaded_open(&lm, model, &be, quant_weights(quantize), (int)group, LLM_TOK_NEEDED, tok_path);
+        rc = llm_loaded_open(&lm, model, &be, llm_load_weights_for(quantize), (int)group, LLM_TOK_NEEDED,
+                             tok_path);
     struct llm_model *mp = &lm.m;
     const struct llm_tokenizer *tok = lm.tok;
     if (!rc) {
@@ -281,8 +280,8 @@ int cmd_generate(int argc, char **argv)
     if (!rc && draft && draft_threads > 0 && !(rc = llm_backend_cpu_init(&dbe, (int)draft_threads, 0)))
         have_dbe = 1;
     if (!rc && draft &&
-        !(rc = llm_loaded_open(&dm, draft, have_dbe ? &dbe : &be, quant_weights(draft_quantize), (int)group, LLM_TOK_NONE,
-                               NULL))) {
+        !(rc = llm_loaded_open(&dm, draft, have_dbe ? &dbe : &be, llm_load_weights_for(draft_quantize),
+                               (int)group, LLM_TOK_NONE, NULL))) {
         go.draft = &dm.m;
         go.draft_q8 = llm_loaded_q8(&dm);
         go.draft_a8 = draft_quantize && !strcmp(draft_quantize, "w8a8");

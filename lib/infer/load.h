@@ -5,6 +5,8 @@
 #ifndef LLM_INFER_LOAD_H
 #define LLM_INFER_LOAD_H
 
+#include <string.h>
+
 #include "infer/quant.h"
 #include "model/model.h"
 #include "tok/tok.h"
@@ -29,6 +31,14 @@ enum llm_load_weights {
     LLM_LOAD_INT8,   /* fp32 quantized to int8 at load (llm_model_quantize_q8, groups of `group`) */
     LLM_LOAD_Q4,     /* fp32 quantized to 4 bits at load (llm_model_quantize_q4, groups of 32) */
 };
+
+/* The weights a --quantize value decodes with: NULL stored, "q4" Q4, "int8"
+ * and "w8a8" int8 (W8A8 quantizes the activations at decode, not the
+ * weights; the caller has checked the name). */
+static inline enum llm_load_weights llm_load_weights_for(const char *quantize)
+{
+    return !quantize ? LLM_LOAD_STORED : !strcmp(quantize, "q4") ? LLM_LOAD_Q4 : LLM_LOAD_INT8;
+}
 
 /* Loads path on be with the weights asked for (group: 32 or 64, used by
  * LLM_LOAD_INT8 only; an int8 checkpoint stays as it is whatever is asked).

@@ -376,6 +376,16 @@ static int read_named(struct llm_ckpt_reader *r, struct llm_backend *be, const c
     return rc ? llm_err_wrap(rc, "loading '%s'", name) : 0;
 }
 
+/* Every parameter of m from r, by name. */
+static int read_params(struct llm_ckpt_reader *r, struct llm_model *m, const char *path)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < m->layout.n; i++)
+        rc = read_named(r, m->be, m->layout.p[i].name, m->layout.p[i].numel, m->params + m->layout.p[i].offset,
+                        path);
+    return rc;
+}
+
 int llm_train_init_from(struct llm_model *m, const struct llm_config *cfg, const char *path)
 {
     struct llm_ckpt_reader *r;
@@ -392,9 +402,8 @@ int llm_train_init_from(struct llm_model *m, const struct llm_config *cfg, const
         rc = same_model(llm_ckpt_header(r), cur, path,
                         "train.init_from needs the model the config describes (the weights are copied as they are)");
     cJSON_Delete(cur);
-    for (size_t i = 0; !rc && i < m->layout.n; i++)
-        rc = read_named(r, m->be, m->layout.p[i].name, m->layout.p[i].numel, m->params + m->layout.p[i].offset,
-                        path);
+    if (!rc)
+        rc = read_params(r, m, path);
     if (!rc && m->be->ops->sync)
         rc = m->be->ops->sync(m->be->ctx);
     llm_ckpt_close(r);
@@ -433,8 +442,8 @@ int train_resume(struct train_loop *L, struct llm_model *m, const char *from)
     if (!rc)
         rc = check_config(L, h, path);
     struct llm_backend *be = m->be;
-    for (size_t i = 0; !rc && i < m->layout.n; i++)
-        rc = read_named(r, be, m->layout.p[i].name, m->layout.p[i].numel, m->params + m->layout.p[i].offset, path);
+    if (!rc)
+        rc = read_params(r, m, path);
     for (size_t i = 0; !rc && i < llm_optim_tensor_count(L->opt); i++) {
         const struct llm_optim_tensor *t = llm_optim_tensor(L->opt, i);
         rc = read_named(r, be, t->name, t->numel, t->data, path);

@@ -267,9 +267,9 @@ static void test_avx512_same_bits(void **state)
                     for (int hb = 0; hb < 2; hb++) {
                         int N = Ns[ni];
                         const float *bb = hb ? bias : NULL;
-                        cpu_gemv_no_avx512 = 1;
+                        cpu_avx2_only = 1;
                         assert_int_equal(lr(&be[0][t], a, x, w, bb, N, C, OC), 0);
-                        cpu_gemv_no_avx512 = 0;
+                        cpu_avx2_only = 0;
                         assert_int_equal(lr(&be[0][t], b, x, w, bb, N, C, OC), 0);
                         char what[96];
                         snprintf(what, sizeof(what), "AVX-512 vs AVX2 N=%d C=%d OC=%d threads=%d bias=%d",

@@ -2,7 +2,7 @@
  * (lib/nn/cpu/cpu_q8a8.c), int8 (or 4-bit, Q4) weights times int8
  * activations quantized per group (W8A8, W4A8):
  *  - the reference loops, the VNNI kernel and the AVX2 kernel (forced with
- *    cpu_q8a8_no_vnni) give the same bits, 1 and 2 threads, G = 32 and 64,
+ *    cpu_avx2_only) give the same bits, 1 and 2 threads, G = 32 and 64,
  *    bias NULL or not, unaligned pointers, any N (every pass of 2 and 1
  *    rows) and partial output blocks; every int8 weight, -128 included, and
  *    every Q4 byte;
@@ -140,7 +140,7 @@ static void check_shape(int N, int C, int OC, int G, int off, uint64_t seed)
         check_oracle(what, ref, x, wq, sc, bb, N, C, OC, G);
         for (int nv = 0; nv < 2; nv++)
             for (int t = 0; t < 2; t++) {
-                cpu_q8a8_no_vnni = nv;
+                cpu_avx2_only = nv;
                 memset(got, 0xff, no * sizeof(float));
                 assert_int_equal(run_op(&be[0][t], got, x, wq, sc, bb, N, C, OC, G), 0);
                 char w2[160];
@@ -148,7 +148,7 @@ static void check_shape(int N, int C, int OC, int G, int off, uint64_t seed)
                          nv ? "AVX2" : "default kernel", t + 1);
                 check_same(w2, got, ref, no);
             }
-        cpu_q8a8_no_vnni = 0;
+        cpu_avx2_only = 0;
         if (q4)
             continue; /* (no fp32-activation Q4 op to compare with) */
         /* against fp32 activations: per group |sum (x - qx sx) w s| <= (sx / 2) sum |w s|,

@@ -501,11 +501,13 @@ static void test_q8_zero_rows_and_bad_args(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest quant[] = {
         cmocka_unit_test(test_q8_round_trip),
         cmocka_unit_test(test_q8_known_answers),
         cmocka_unit_test(test_q8_errors),
         cmocka_unit_test(test_q4),
+    };
+    const struct CMUnitTest kernel[] = {
         cmocka_unit_test(test_q8_oracle_small),
         cmocka_unit_test(test_q8_oracle_threaded),
         cmocka_unit_test(test_q8_rows_any_n),
@@ -516,9 +518,10 @@ int main(void)
     /* the kernel tests twice: linear_rows_q8's AVX-512 path (where the CPU
      * has it) and its AVX2 path, each held to the same checks */
     if (!cpu_has_avx512())
-        printf("note: no AVX-512 on this CPU; both runs take the AVX2 kernels\n");
-    int rc = cmocka_run_group_tests_name("quant (AVX-512 where present)", tests, setup, teardown);
-    cpu_q8_no_avx512 = 1;
-    rc |= cmocka_run_group_tests_name("quant (AVX2)", tests, setup, teardown);
+        printf("note: no AVX-512 on this CPU; both kernel runs take the AVX2 path\n");
+    int rc = cmocka_run_group_tests_name("quant", quant, setup, teardown);
+    rc |= cmocka_run_group_tests_name("linear_rows_q8 (AVX-512 where present)", kernel, setup, teardown);
+    cpu_avx2_only = 1;
+    rc |= cmocka_run_group_tests_name("linear_rows_q8 (AVX2)", kernel, setup, teardown);
     return rc;
 }

@@ -57,8 +57,8 @@
  *    N = 64, C = 2048) stays in L2.
  * So memory sees w once whatever N.
  *
- * AVX-512 path (AVX-512F, checked at run time; cpu_gemv_no_avx512 turns it
- * off for the tests): the same passes with one 16-lane zmm accumulator per
+ * AVX-512 path (AVX-512F, checked at run time; cpu_avx2_only turns it off
+ * for the tests): the same passes with one 16-lane zmm accumulator per
  * element instead of two 8-lane halves. Lane j of it is the same FMA chain
  * as lane j of the AVX2 pair and the reduction starts with the same
  * low + high add, so the bits equal the AVX2 path's. Half the FMA and load
@@ -96,7 +96,6 @@
  * (8 KB; see the top of the file). */
 #define PREFETCH 2048
 
-int cpu_gemv_no_avx512;
 
 /* ---- reference --------------------------------------------------------- */
 
@@ -124,9 +123,11 @@ static void linear_rows_ref(const struct cpu_ctx *c, float *out, const float *x,
  * alone is not bound by the FMA latency). C16 = C rounded down to 16; t0, t1
  * = the masks of the leftover columns C16 .. C-1 in each half (all zero when
  * none). R, O are constants at each call site, so the loops unroll into
- * 2 R O accumulators (at most 8 of the 16 ymm registers). */
+ * 2 R O accumulators (at most 8 of the 16 ymm registers). pf: the streaming
+ * pass (O = 1, w read from memory), prefetched PREFETCH floats ahead; not
+ * the passes over weight rows already in cache. */
 AVX2_INLINE void kern(int R, int O, float *out, const float *x, const float *w,
-                      const float *bias, int C, int C16, __m256i t0, __m256i t1, int OC)
+                      const float *bias, int C, int C16, __m256i t0, __m256i t1, int OC, int pf)
 {
     __m256 acc[RSTREAM][OBLK][2];
 #pragma GCC unroll 6
@@ -136,7 +137,7 @@ AVX2_INLINE void kern(int R, int O, float *out, const float *x, const float *w,
             acc[r][o][0] = acc[r][o][1] = _mm256_setzero_ps();
     for (int i = 0; i < C16; i += 16) {
         __m256 wv[OBLK][2];
-        if (O == 1) /* the streaming pass */
+        if (pf) /* the streaming pass (O = 1) */
             _mm_prefetch((const char *)(w + i + PREFETCH), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
@@ -256,12 +257,12 @@ AVX2_INLINE void oblock_avx2(int O, float *out, const float *x, const float *w,
         const float *wo = w + (size_t)o * C;
         const float *bo = bias ? bias + o : NULL;
         switch (R0) {
-        case 6: kern(6, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
-        case 5: kern(5, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
-        case 4: kern(4, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
-        case 3: kern(3, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
-        case 2: kern(2, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
-        default: kern(1, 1, out + o, x, wo, bo, C, C16, t0, t1, OC); break;
+        case 6: kern(6, 1, out + o, x, wo, bo, C, C16, t0, t1, OC, 1); break;
+        case 5: kern(5, 1, out + o, x, wo, bo, C, C16, t0, t1, OC, 1); break;
+        case 4: kern(4, 1, out + o, x, wo, bo, C, C16, t0, t1, OC, 1); break;
+        case 3: kern(3, 1, out + o, x, wo, bo, C, C16, t0, t1, OC, 1); break;
+        case 2: kern(2, 1, out + o, x, wo, bo, C, C16, t0, t1, OC, 1); break;
+        default: kern(1, 1, out + o, x, wo, bo, C, C16, t0, t1, OC, 1); break;
         }
     }
     for (int n = R0; n < N; n += RBLK) {
@@ -289,7 +290,7 @@ AVX2_INLINE void oblock_avx2(int O, float *out, const float *x, const float *w,
             const float *wo = w + (size_t)o * C;
             const float *bo = bias ? bias + o : NULL;
             for (int r = 0; r < R; r++)
-                kern(1, 1, op + (size_t)r * OC + o, xp + (size_t)r * C, wo, bo, C, C16, t0, t1, OC);
+                kern(1, 1, op + (size_t)r * OC + o, xp + (size_t)r * C, wo, bo, C, C16, t0, t1, OC, 0);
         }
     }
 }
@@ -343,10 +344,10 @@ AVX512_INLINE float hsum16(__m512 a)
 /* kern with one 16-lane accumulator per element: lane j is the same FMA
  * chain as lane j of the AVX2 pair (columns 16k + j), so the bits are the
  * same. R <= RSTREAM rows by O <= OBLK outputs; tm masks the leftover
- * columns C16 .. C-1 (zeros past C, as the AVX2 masked loads). With O = 1
- * (the streaming pass) w is prefetched PREFETCH floats ahead. */
+ * columns C16 .. C-1 (zeros past C, as the AVX2 masked loads). pf: the
+ * streaming pass (O = 1), w prefetched PREFETCH floats ahead. */
 AVX512_INLINE void kern512(int R, int O, float *out, const float *x, const float *w,
-                           const float *bias, int C, int C16, __mmask16 tm, int OC)
+                           const float *bias, int C, int C16, __mmask16 tm, int OC, int pf)
 {
     __m512 acc[RSTREAM][OBLK];
 #pragma GCC unroll 6
@@ -356,7 +357,7 @@ AVX512_INLINE void kern512(int R, int O, float *out, const float *x, const float
             acc[r][o] = _mm512_setzero_ps();
     for (int i = 0; i < C16; i += 16) {
         __m512 wv[OBLK];
-        if (O == 1)
+        if (pf)
             _mm_prefetch((const char *)(w + i + PREFETCH), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
@@ -408,12 +409,12 @@ AVX512_INLINE void oblock_512(int O, float *out, const float *x, const float *w,
         const float *wo = w + (size_t)o * C;
         const float *bo = bias ? bias + o : NULL;
         switch (R0) {
-        case 6: kern512(6, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
-        case 5: kern512(5, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
-        case 4: kern512(4, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
-        case 3: kern512(3, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
-        case 2: kern512(2, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
-        default: kern512(1, 1, out + o, x, wo, bo, C, C16, tm, OC); break;
+        case 6: kern512(6, 1, out + o, x, wo, bo, C, C16, tm, OC, 1); break;
+        case 5: kern512(5, 1, out + o, x, wo, bo, C, C16, tm, OC, 1); break;
+        case 4: kern512(4, 1, out + o, x, wo, bo, C, C16, tm, OC, 1); break;
+        case 3: kern512(3, 1, out + o, x, wo, bo, C, C16, tm, OC, 1); break;
+        case 2: kern512(2, 1, out + o, x, wo, bo, C, C16, tm, OC, 1); break;
+        default: kern512(1, 1, out + o, x, wo, bo, C, C16, tm, OC, 1); break;
         }
     }
     for (int n = R0; n < N; n += RBLK) {
@@ -422,17 +423,17 @@ AVX512_INLINE void oblock_512(int O, float *out, const float *x, const float *w,
         int R = N - n < RBLK ? N - n : RBLK;
         if (O == OBLK) {
             switch (R) {
-            case 4: kern512(4, 4, op, xp, w, bias, C, C16, tm, OC); break;
-            case 3: kern512(3, 4, op, xp, w, bias, C, C16, tm, OC); break;
-            case 2: kern512(2, 4, op, xp, w, bias, C, C16, tm, OC); break;
-            default: kern512(1, 4, op, xp, w, bias, C, C16, tm, OC); break;
+            case 4: kern512(4, 4, op, xp, w, bias, C, C16, tm, OC, 0); break;
+            case 3: kern512(3, 4, op, xp, w, bias, C, C16, tm, OC, 0); break;
+            case 2: kern512(2, 4, op, xp, w, bias, C, C16, tm, OC, 0); break;
+            default: kern512(1, 4, op, xp, w, bias, C, C16, tm, OC, 0); break;
             }
             continue;
         }
         for (int o = 0; o < O; o++) /* the last, partial block of outputs */
             for (int r = 0; r < R; r++)
                 kern512(1, 1, op + (size_t)r * OC + o, xp + (size_t)r * C, w + (size_t)o * C,
-                        bias ? bias + o : NULL, C, C16, tm, OC);
+                        bias ? bias + o : NULL, C, C16, tm, OC, 0);
     }
 }
 
@@ -505,7 +506,7 @@ int cpu_linear_rows(void *ctx, float *out, const float *x, const float *w, const
         return 0;
     if (c->ref)
         linear_rows_ref(c, out, x, w, bias, N, C, OC);
-    else if (cpu_has_avx512() && !cpu_gemv_no_avx512)
+    else if (cpu_has_avx512())
         linear_rows_512(c, out, x, w, bias, N, C, OC);
     else if (cpu_has_avx2())
         linear_rows_avx2(c, out, x, w, bias, N, C, OC);

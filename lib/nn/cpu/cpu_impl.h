@@ -88,7 +88,12 @@ __attribute__((target("avx2,fma"), always_inline)) static inline float cpu_hsum8
  * only on n; with AVX2 a polynomial exp of relative error < 1e-7 (expf
  * otherwise), exactly 0 below exp(-87.3), NaN kept. */
 int cpu_has_avx2(void);
-int cpu_has_avx512(void); /* AVX2 + FMA and AVX-512F */
+/* cpu_has_avx512: AVX2 + FMA and AVX-512F; cpu_has_avxvnni: AVX2 + FMA and
+ * AVX-VNNI; both 0 while cpu_avx2_only is set (tests: the AVX2 kernels run
+ * on a CPU that has more, and must give the bits each op promises). */
+int cpu_has_avx512(void);
+int cpu_has_avxvnni(void);
+extern int cpu_avx2_only;
 double cpu_exp_row(float *y, const float *x, int n, float a, float b);
 
 /* rows >= 0 and width > 0, or LLM_EINVAL naming op. */
@@ -205,17 +210,10 @@ int cpu_attention_cached(void *ctx, float *out, const float *q, const float *k, 
 /* cpu_q8.c: linear_rows_q8, the decode matmul over int8 weights */
 int cpu_linear_rows_q8(void *ctx, float *out, const float *x, const int8_t *wq, const float *scales,
                        const float *bias, int N, int C, int OC, int G);
-/* 1: the AVX2 kernel even on an AVX-512 CPU (tests: both paths checked). */
-extern int cpu_q8_no_avx512;
-/* cpu_q8a8.c; cpu_q8a8_no_vnni = 1 makes it take the AVX2 kernel even on a
- * CPU with AVX-VNNI (tests: the two must agree bit for bit). */
+/* cpu_q8a8.c */
 int cpu_linear_rows_q8a8(void *ctx, float *out, const float *x, const int8_t *wq, const float *scales,
                          const float *bias, int N, int C, int OC, int G);
 int cpu_linear_rows_q4a8(void *ctx, float *out, const float *x, const uint8_t *wq, const float *scales,
                          const float *bias, int N, int C, int OC);
-extern int cpu_q8a8_no_vnni;
-/* cpu_gemv.c: cpu_gemv_no_avx512 = 1 makes linear_rows take the AVX2 kernel
- * on an AVX-512 CPU (tests: the two must agree bit for bit). */
-extern int cpu_gemv_no_avx512;
 
 #endif

@@ -64,28 +64,41 @@
  * values, against ~5-15 ns per scalar expf / tanhf call. */
 #define AVX2_FN __attribute__((target("avx2,fma")))
 
-int cpu_has_avx2(void)
+/* A feature asked once: cache is -1 until probe has run, then written once
+ * with the same value by whichever thread gets there. */
+static int cached(int *cache, int (*probe)(void))
 {
-    static int have = -1; /* -1: not yet asked; written once with the same value */
-    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    int h = __atomic_load_n(cache, __ATOMIC_RELAXED);
     if (h < 0) {
         __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
+        h = probe();
+        __atomic_store_n(cache, h, __ATOMIC_RELAXED);
     }
     return h;
+}
+
+static int probe_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+static int probe_avx512(void) { return probe_avx2() && __builtin_cpu_supports("avx512f"); }
+static int probe_avxvnni(void) { return probe_avx2() && __builtin_cpu_supports("avxvnni"); }
+
+int cpu_avx2_only;
+
+int cpu_has_avx2(void)
+{
+    static int have = -1;
+    return cached(&have, probe_avx2);
 }
 
 int cpu_has_avx512(void)
 {
     static int have = -1;
-    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = cpu_has_avx2() && __builtin_cpu_supports("avx512f");
-        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
-    }
-    return h;
+    return cached(&have, probe_avx512) && !cpu_avx2_only;
+}
+
+int cpu_has_avxvnni(void)
+{
+    static int have = -1;
+    return cached(&have, probe_avxvnni) && !cpu_avx2_only;
 }
 
 AVX2_FN static inline __m256 exp8(__m256 x)

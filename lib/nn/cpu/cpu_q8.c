@@ -22,7 +22,7 @@
  * same math as plain loops: per group one float accumulator over the
  * columns in order, times the scale, added to the row's total, bias last;
  * the scalar fallback (no AVX2) keeps 8 lanes as above with multiply then
- * add. The AVX-512 path (AVX-512F, checked at run time; cpu_q8_no_avx512
+ * add. The AVX-512 path (AVX-512F, checked at run time; cpu_avx2_only
  * turns it off for the tests) has 16 lanes: p_j (j < 16) is the chain over
  * k = 0 .. G/16-1 of x[n, gG+16k+j] * (float)wq[o, gG+16k+j], t_j = fma(p_j,
  * scales[o,g], t_j), then m_j = t_j + t_(j+8) and the tree above: 3
@@ -255,7 +255,6 @@ AVX2_FN static void q8_blocks(void *arg, int b0, int b1)
 #define AVX512_FN __attribute__((target("avx512f,avx2,fma")))
 #define AVX512_INLINE __attribute__((target("avx512f,avx2,fma"), always_inline)) static inline
 
-int cpu_q8_no_avx512;
 
 /* 16 int8 weights as floats (exact). */
 AVX512_INLINE __m512 wide16(const int8_t *q)
@@ -387,7 +386,7 @@ static void q8_vec(const struct cpu_ctx *c, float *out, const float *x, const in
     /* weights touched decide the threads (the x reuse is cache traffic) */
     int nt = cpu_nthreads(c, (size_t)OC * C);
     cpu_parfor_steal(nt, nblk, cpu_steal_chunk((size_t)OBLK * C),
-                     cpu_has_avx512() && !cpu_q8_no_avx512 ? q8_blocks512 : q8_blocks, &j);
+                     cpu_has_avx512() ? q8_blocks512 : q8_blocks, &j);
 }
 
 /* ---- portable fallback (no AVX2 + FMA) ---------------------------------- */

@@ -76,8 +76,6 @@
 #define PF_DIST 8192
 #define PF_MIN (256 * 1024)
 
-/* 0: use AVX-VNNI where the CPU has it; 1: the AVX2 kernel even then (tests). */
-int cpu_q8a8_no_vnni;
 
 /* ---- activations ------------------------------------------------------- */
 
@@ -239,16 +237,6 @@ dot_vnni(__m256i acc, __m256i wabs, __m256i xs)
 #define Q8A8_BLOCKS blocks_vnni
 #include "cpu_q8a8_kern.h"
 
-static int has_vnni(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avxvnni");
-    }
-    return v;
-}
-
 /* Both ops: check, quantize x, run. */
 static int rows_a8(struct cpu_ctx *c, const char *op, float *out, const float *x, const uint8_t *wq,
                    const float *scales, const float *bias, int N, int C, int OC, int G, int q4)
@@ -284,7 +272,7 @@ static int rows_a8(struct cpu_ctx *c, const char *op, float *out, const float *x
         struct q8a8_job j = {out, qx, wq, sx, scales, bias, N, C, OC, G, q4, bytes >= PF_MIN};
         int nt = cpu_nthreads(c, (size_t)OC * C);
         cpu_parfor_steal(nt, (OC + OBLK - 1) / OBLK, cpu_steal_chunk(OBLK * bytes / OC),
-                         has_vnni() && !cpu_q8a8_no_vnni ? blocks_vnni : blocks_avx2, &j);
+                         cpu_has_avxvnni() ? blocks_vnni : blocks_avx2, &j);
     }
     free(qx), free(sx);
     return 0;
