@@ -360,6 +360,21 @@ static int linear(struct llm_infer *x, int gemv, float *out, const float *in, co
     return OP(x, matmul_forward, out, in, w, b, N, IC, OC);
 }
 
+/* linear() of nseg matrices over the same input in one linear_rows_multi
+ * call (one split over the threads and one wait for them, not one per
+ * matrix) when decoding float weights on a backend that has it; otherwise
+ * one linear() each. The bits are the same either way. */
+static int linear_multi(struct llm_infer *x, int gemv, const float *in, int N, int IC,
+                        const struct llm_rows_seg *seg, int nseg)
+{
+    if (gemv && !x->q8 && x->be->ops->linear_rows_multi && N > 0)
+        return x->be->ops->linear_rows_multi(x->be->ctx, in, N, IC, seg, nseg);
+    int rc = 0;
+    for (int m = 0; m < nseg && !rc; m++)
+        rc = linear(x, gemv, seg[m].out, in, seg[m].w, seg[m].bias, N, IC, seg[m].OC);
+    return rc;
+}
+
 static int norm(struct llm_infer *x, float *out, const float *in, long w, long b, int N)
 {
     float eps = (float)x->m->cfg.norm_eps;
@@ -385,9 +400,8 @@ static int mlp(struct llm_infer *x, int l, const float *in, int n, int gemv)
     int rc;
     if (!x->E) {
         size_t nf = (size_t)n * F;
-        if ((rc = linear(x, gemv, x->h, in, P(x, p->w1), P(x, p->b1), n, C, F)))
-            return rc;
-        if (swiglu && (rc = linear(x, gemv, x->u, in, P(x, p->w3), P(x, p->b3), n, C, F)))
+        struct llm_rows_seg up[2] = {{P(x, p->w1), P(x, p->b1), x->h, F}, {P(x, p->w3), P(x, p->b3), x->u, F}};
+        if ((rc = linear_multi(x, gemv, in, n, C, up, swiglu ? 2 : 1)))
             return rc;
         rc = swiglu ? OP(x, swiglu_forward, x->a, x->h, x->u, nf)
                     : OP(x, activation_forward, act_kind(x), x->a, x->h, nf);
@@ -596,19 +610,21 @@ static int attention(struct llm_infer *x, int l, const float *in, const struct g
     int qk = x->m->cfg.qk_norm;
     float eps = (float)x->m->cfg.norm_eps, scale = 1.0f / sqrtf((float)HS);
     int rc;
-    if ((rc = linear(x, gemv, qk ? x->ql : x->q, in, P(x, p->wq), P(x, p->bq), n, C, QW)))
-        return rc;
+    /* the projections of the input: q, k, v; with MLA q and the two parts
+     * of wkv_a (the latent c, the decoupled rope key) */
+    struct llm_rows_seg qkv[3] = {{P(x, p->wq), P(x, p->bq), qk ? x->ql : x->q, QW},
+                                  {P(x, p->wk), P(x, p->bk), qk ? x->kl : x->k, KW},
+                                  {P(x, p->wv), P(x, p->bv), x->v, KW}};
     if (x->mla) {
         const float *wa = P(x, p->wkv_a);
-        if ((rc = linear(x, gemv, x->cl, in, wa, NULL, n, C, x->K)) ||
-            (rc = linear(x, gemv, x->kr, in, wa + (size_t)x->K * C, NULL, n, C, x->R)) ||
-            (rc = OP(x, rmsnorm_forward, x->cn, x->rstd, x->cl, P(x, p->kv_norm), n, x->K, eps)) ||
-            (x->kind == KIND_LINEAR && (rc = mla_rows(x, l, n, gemv))))
-            return rc;
-    } else if ((rc = linear(x, gemv, qk ? x->kl : x->k, in, P(x, p->wk), P(x, p->bk), n, C, KW)) ||
-               (rc = linear(x, gemv, x->v, in, P(x, p->wv), P(x, p->bv), n, C, KW))) {
-        return rc;
+        qkv[1] = (struct llm_rows_seg){wa, NULL, x->cl, x->K};
+        qkv[2] = (struct llm_rows_seg){wa + (size_t)x->K * C, NULL, x->kr, x->R};
     }
+    if ((rc = linear_multi(x, gemv, in, n, C, qkv, 3)))
+        return rc;
+    if (x->mla && ((rc = OP(x, rmsnorm_forward, x->cn, x->rstd, x->cl, P(x, p->kv_norm), n, x->K, eps)) ||
+                   (x->kind == KIND_LINEAR && (rc = mla_rows(x, l, n, gemv)))))
+        return rc;
     if (qk && ((rc = OP(x, rmsnorm_forward, x->q, x->rstd, x->ql, P(x, p->q_norm), n * NH, HS, eps)) ||
                (x->kind != KIND_MLA &&
                 (rc = OP(x, rmsnorm_forward, x->k, x->rstd, x->kl, P(x, p->k_norm), n * NKV, HS, eps)))))

@@ -26,6 +26,14 @@
 
 #define LLM_BACKEND_API_VERSION 1
 
+/* One matrix of linear_rows_multi: out (N, OC) = x @ w (OC, C)^T + bias (OC, or NULL). */
+struct llm_rows_seg {
+    const float *w, *bias;
+    float *out;
+    int OC;
+};
+#define LLM_ROWS_MAX_SEGS 4
+
 struct llm_backend_ops {
     int version; /* LLM_BACKEND_API_VERSION */
     const char *name;
@@ -229,6 +237,15 @@ struct llm_backend_ops {
      * once for all N rows. */
     int (*linear_rows)(void *ctx, float *out, const float *x, const float *w, const float *bias,
                        int N, int C, int OC);
+    /* linear_rows of nseg (1..LLM_ROWS_MAX_SEGS) matrices that read the same
+     * x (N, C): seg[m].out (N, seg[m].OC) = x @ seg[m].w^T + seg[m].bias, each
+     * bit-identical to its own linear_rows call. One pass over all the weights
+     * (a layer's q, k and v; SwiGLU's two up projections): a decode step then
+     * splits work over the threads and waits for them once per group rather
+     * than once per matrix. Optional: callers fall back to one linear_rows per
+     * matrix. */
+    int (*linear_rows_multi)(void *ctx, const float *x, int N, int C, const struct llm_rows_seg *seg,
+                             int nseg);
     /* Attention of Tq new queries of one sequence over its cached keys and
      * values. q (Tq, NH, HS) are positions pos0 .. pos0+Tq-1; position p's key
      * and value are rows p % cap of k and v (cap, NKV, HS) (a ring when cap is

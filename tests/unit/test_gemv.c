@@ -8,6 +8,8 @@
  *    of each row, and to N = 3 calls holding the same row at each position;
  *    every N = 1..65 (all register blocks) row-for-row equal to N = 1;
  *  - N = 0 does nothing; C or OC <= 0 or N < 0 is LLM_EINVAL;
+ *  - linear_rows_multi (several matrices over the same x in one call) gives
+ *    each matrix the bits of its own linear_rows call;
  *  - cpu_parfor_steal (the thread split of linear_rows and linear_rows_q8)
  *    does every index exactly once, for any threads, size and chunk, and a
  *    thread that is done takes the rest of a slow thread's range.
@@ -280,6 +282,77 @@ static void test_avx512_same_bits(void **state)
         }
 }
 
+/* linear_rows_multi: every segment's output bit-identical to its own
+ * linear_rows call, with segments of ragged sizes (partial output blocks at
+ * each boundary, so thread chunks start and end inside segments), bias on
+ * some and not others, on the reference, AVX2 and AVX-512 paths, 1 and 2
+ * threads (the sizes are above the threading threshold); and its bad
+ * arguments. */
+static void test_multi(void **state)
+{
+    (void)state;
+    static const int shapes[][5] = {/* C, then up to 4 OCs (0: none) */
+                                    {300, 61, 5, 64, 0}, {768, 768, 256, 256, 0}, {29, 3, 1, 7, 600},
+                                    {64, 1000, 0, 0, 0}};
+    static const int Ns[] = {1, 3, 7};
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+        int C = shapes[si][0], nseg = 0;
+        while (nseg < 4 && shapes[si][1 + nseg])
+            nseg++;
+        float *x = frand(200 + si, (size_t)7 * C, -1, 1);
+        struct llm_rows_seg seg[4];
+        float *ref[4];
+        for (int m = 0; m < nseg; m++) {
+            int OC = shapes[si][1 + m];
+            seg[m] = (struct llm_rows_seg){frand(300 + 10 * si + m, (size_t)OC * C, -1, 1),
+                                           m % 2 ? NULL : frand(400 + 10 * si + m, OC, -1, 1),
+                                           fnew((size_t)7 * OC), OC};
+            ref[m] = fnew((size_t)7 * OC);
+        }
+        for (size_t ni = 0; ni < sizeof(Ns) / sizeof(Ns[0]); ni++)
+            for (int path = 0; path < 3; path++) /* ref, AVX2, the machine's best */
+                for (int t = 0; t < 2; t++) {
+                    int N = Ns[ni];
+                    struct llm_backend *b = &be[path == 0][t];
+                    cpu_avx2_only = path == 1;
+                    for (int m = 0; m < nseg; m++) {
+                        assert_int_equal(lr(b, ref[m], x, seg[m].w, seg[m].bias, N, C, seg[m].OC), 0);
+                        memset(seg[m].out, 0xff, (size_t)N * seg[m].OC * sizeof(float));
+                    }
+                    assert_int_equal(b->ops->linear_rows_multi(b->ctx, x, N, C, seg, nseg), 0);
+                    cpu_avx2_only = 0;
+                    for (int m = 0; m < nseg; m++) {
+                        char what[96];
+                        snprintf(what, sizeof(what), "multi vs alone: C=%d segment %d of %d N=%d path %d threads %d",
+                                 C, m, nseg, N, path, t + 1);
+                        check_same(what, seg[m].out, ref[m], (size_t)N * seg[m].OC);
+                    }
+                }
+        pool_free();
+    }
+    /* bad arguments: nothing written */
+    float xs[4] = {1, 2, 3, 4}, w[8] = {1, 1, 1, 1, 1, 1, 1, 1}, out[4] = {42, 42, 42, 42};
+    struct llm_rows_seg s2[5] = {{w, NULL, out, 2}, {w, NULL, out + 2, 2}, {w, NULL, out, 2},
+                                 {w, NULL, out, 2}, {w, NULL, out, 2}};
+    for (int r = 0; r < 2; r++) {
+        struct llm_backend *b = &be[r][0];
+        assert_int_equal(b->ops->linear_rows_multi(b->ctx, xs, 1, 2, s2, 0), LLM_EINVAL);
+        assert_int_equal(b->ops->linear_rows_multi(b->ctx, xs, 1, 2, s2, LLM_ROWS_MAX_SEGS + 1), LLM_EINVAL);
+        s2[1].OC = 0;
+        assert_int_equal(b->ops->linear_rows_multi(b->ctx, xs, 1, 2, s2, 2), LLM_EINVAL);
+        s2[1].OC = 2;
+        assert_int_equal(b->ops->linear_rows_multi(b->ctx, xs, 1, 0, s2, 2), LLM_EINVAL);
+        assert_int_equal(b->ops->linear_rows_multi(b->ctx, xs, 0, 2, s2, 2), 0);
+        for (int i = 0; i < 4; i++)
+            assert_true(out[i] == 42.0f);
+        assert_int_equal(b->ops->linear_rows_multi(b->ctx, xs, 1, 2, s2, 2), 0);
+        for (int i = 0; i < 4; i++)
+            assert_true(out[i] == 3.0f);
+        for (int i = 0; i < 4; i++)
+            out[i] = 42;
+    }
+}
+
 /* ---- cpu_parfor_steal ---- */
 
 struct steal_log {
@@ -368,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_zero_rows_and_bad_dims),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_avx512_same_bits),
+        cmocka_unit_test(test_multi),
         cmocka_unit_test(test_parfor_steal),
     };
     return cmocka_run_group_tests_name("gemv", tests, setup, teardown);

@@ -102,6 +102,7 @@ static const struct llm_backend_ops cpu_ops = {
     .adam_direction = cpu_adam_direction,
     .scale_add = cpu_scale_add,
     .linear_rows = cpu_linear_rows,
+    .linear_rows_multi = cpu_linear_rows_multi,
     .attention_cached = cpu_attention_cached,
     .linear_rows_q8 = cpu_linear_rows_q8,
     .linear_rows_q8a8 = cpu_linear_rows_q8a8,

@@ -69,12 +69,24 @@
  * parameters are: LLM_PARAM_ALIGN): a zmm load across two cache lines costs
  * two, and with unaligned rows this path measured slower than AVX2.
  *
+ * linear_rows_multi: several matrices over the same x in one call (a
+ * layer's q, k and v; SwiGLU's w1 and w3). Their output blocks are numbered
+ * one after another and split over the threads together, so a decode step
+ * pays one parallel region, one ramp-up of the prefetchers per thread and
+ * one wait for the slower thread per group instead of per matrix. Each
+ * block is computed exactly as in its own call (same kernels, same O, the
+ * matrix's own OC as the output stride), so the bits are those of separate
+ * calls. Measured on the 110M weights (matmuls alone, 2 threads, 300 steps
+ * each way, interleaved): the 85 calls of a step 9.42 ms median, the same
+ * weights in 37 calls (contiguous matrices with the same C merged) 9.11 ms.
+ *
  * ctx->ref = 1: plain loops (one float accumulator per element, i = 0..C-1
  * in order, bias last), threaded over outputs: the oracle of the tests. */
 #include "cpu_impl.h"
 #include "core/err.h"
 
 #include <immintrin.h>
+#include <limits.h>
 #include <stdint.h>
 
 #define AVX2_FN __attribute__((target("avx2,fma")))
@@ -295,10 +307,31 @@ AVX2_INLINE void oblock_avx2(int O, float *out, const float *x, const float *w,
     }
 }
 
+/* The outputs of one call: nseg matrices over the same x, their blocks of
+ * OBLK outputs numbered one after another (segment m holds blocks first[m]
+ * .. first[m+1]-1), so one thread split covers them all. */
+struct rows_plan {
+    const float *x;
+    int N, C, C16, nseg;
+    const struct llm_rows_seg *seg;
+    int first[LLM_ROWS_MAX_SEGS + 1];
+};
+
+/* Block b (b increasing from call to call; *m starts at 0): its segment,
+ * first output o0 and output count O. */
+static inline const struct llm_rows_seg *plan_block(const struct rows_plan *p, int b, int *m,
+                                                    int *o0, int *O)
+{
+    while (b >= p->first[*m + 1])
+        (*m)++;
+    const struct llm_rows_seg *s = &p->seg[*m];
+    *o0 = (b - p->first[*m]) * OBLK;
+    *O = s->OC - *o0 < OBLK ? s->OC - *o0 : OBLK;
+    return s;
+}
+
 struct rows_job {
-    float *out;
-    const float *x, *w, *bias;
-    int N, C, C16, OC;
+    struct rows_plan p;
     __m256i t0, t1;
 };
 
@@ -306,26 +339,22 @@ struct rows_job {
 AVX2_FN static void rows_blocks(void *arg, int b0, int b1)
 {
     const struct rows_job *j = arg;
-    for (int b = b0; b < b1; b++) {
-        int o0 = b * OBLK;
-        int O = j->OC - o0 < OBLK ? j->OC - o0 : OBLK;
-        oblock_avx2(O, j->out + o0, j->x, j->w + (size_t)o0 * j->C, j->bias ? j->bias + o0 : NULL,
-                    j->N, j->C, j->C16, j->t0, j->t1, j->OC);
+    const struct rows_plan *p = &j->p;
+    for (int b = b0, m = 0, o0, O; b < b1; b++) {
+        const struct llm_rows_seg *s = plan_block(p, b, &m, &o0, &O);
+        oblock_avx2(O, s->out + o0, p->x, s->w + (size_t)o0 * p->C, s->bias ? s->bias + o0 : NULL,
+                    p->N, p->C, p->C16, j->t0, j->t1, s->OC);
     }
 }
 
-AVX2_FN static void linear_rows_avx2(const struct cpu_ctx *c, float *out, const float *x,
-                                     const float *w, const float *bias, int N, int C, int OC)
+AVX2_FN static void linear_rows_avx2(int nt, const struct rows_plan *p)
 {
     static const int32_t ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    int C16 = C & ~15, rem = C - C16;
-    struct rows_job j = {out, x, w, bias, N, C, C16, OC,
-                         _mm256_loadu_si256((const __m256i *)(ones + 8 - (rem < 8 ? rem : 8))),
+    int rem = p->C - p->C16;
+    struct rows_job j = {*p, _mm256_loadu_si256((const __m256i *)(ones + 8 - (rem < 8 ? rem : 8))),
                          _mm256_loadu_si256((const __m256i *)(ones + 8 - (rem > 8 ? rem - 8 : 0)))};
-    int nblk = (OC + OBLK - 1) / OBLK;
-    /* weights touched decide the threads (the x reuse is cache traffic) */
-    int nt = cpu_nthreads(c, (size_t)OC * C);
-    cpu_parfor_steal(nt, nblk, cpu_steal_chunk((size_t)OBLK * C * sizeof(float)), rows_blocks, &j);
+    cpu_parfor_steal(nt, p->first[p->nseg], cpu_steal_chunk((size_t)OBLK * p->C * sizeof(float)),
+                     rows_blocks, &j);
 }
 
 /* ---- AVX-512 ------------------------------------------------------------ */
@@ -438,31 +467,26 @@ AVX512_INLINE void oblock_512(int O, float *out, const float *x, const float *w,
 }
 
 struct rows_job512 {
-    float *out;
-    const float *x, *w, *bias;
-    int N, C, C16, OC;
+    struct rows_plan p;
     __mmask16 tm;
 };
 
 AVX512_FN static void rows_blocks512(void *arg, int b0, int b1)
 {
     const struct rows_job512 *j = arg;
-    for (int b = b0; b < b1; b++) {
-        int o0 = b * OBLK;
-        int O = j->OC - o0 < OBLK ? j->OC - o0 : OBLK;
-        oblock_512(O, j->out + o0, j->x, j->w + (size_t)o0 * j->C, j->bias ? j->bias + o0 : NULL,
-                   j->N, j->C, j->C16, j->tm, j->OC);
+    const struct rows_plan *p = &j->p;
+    for (int b = b0, m = 0, o0, O; b < b1; b++) {
+        const struct llm_rows_seg *s = plan_block(p, b, &m, &o0, &O);
+        oblock_512(O, s->out + o0, p->x, s->w + (size_t)o0 * p->C, s->bias ? s->bias + o0 : NULL,
+                   p->N, p->C, p->C16, j->tm, s->OC);
     }
 }
 
-static void linear_rows_512(const struct cpu_ctx *c, float *out, const float *x, const float *w,
-                            const float *bias, int N, int C, int OC)
+static void linear_rows_512(int nt, const struct rows_plan *p)
 {
-    int C16 = C & ~15;
-    struct rows_job512 j = {out, x, w, bias, N, C, C16, OC, (__mmask16)((1u << (C - C16)) - 1)};
-    int nblk = (OC + OBLK - 1) / OBLK;
-    int nt = cpu_nthreads(c, (size_t)OC * C);
-    cpu_parfor_steal(nt, nblk, cpu_steal_chunk((size_t)OBLK * C * sizeof(float)), rows_blocks512, &j);
+    struct rows_job512 j = {*p, (__mmask16)((1u << (p->C - p->C16)) - 1)};
+    cpu_parfor_steal(nt, p->first[p->nseg], cpu_steal_chunk((size_t)OBLK * p->C * sizeof(float)),
+                     rows_blocks512, &j);
 }
 
 /* ---- portable fallback (no AVX2 + FMA) ---------------------------------- */
@@ -495,22 +519,43 @@ static void linear_rows_plain(const struct cpu_ctx *c, float *out, const float *
             });
 }
 
+int cpu_linear_rows_multi(void *ctx, const float *x, int N, int C, const struct llm_rows_seg *seg,
+                          int nseg)
+{
+    struct cpu_ctx *c = cpu(ctx);
+    if (nseg < 1 || nseg > LLM_ROWS_MAX_SEGS)
+        return llm_err(LLM_EINVAL, "linear_rows: %d matrices (1..%d)", nseg, LLM_ROWS_MAX_SEGS);
+    int rc = cpu_check_dims("linear_rows", N, C);
+    struct rows_plan p = {x, N, C, C & ~15, nseg, seg, {0}};
+    size_t touched = 0;
+    for (int m = 0; m < nseg && !rc; m++) {
+        if (!(rc = cpu_check_dims("linear_rows", N, seg[m].OC))) {
+            touched += (size_t)seg[m].OC * C;
+            if ((long)p.first[m] + (seg[m].OC + OBLK - 1) / OBLK > INT_MAX)
+                rc = llm_err(LLM_EINVAL, "linear_rows: more than %d output blocks", INT_MAX);
+            else
+                p.first[m + 1] = p.first[m] + (seg[m].OC + OBLK - 1) / OBLK;
+        }
+    }
+    if (rc || N == 0)
+        return rc;
+    /* weights touched decide the threads (the x reuse is cache traffic) */
+    int nt = cpu_nthreads(c, touched);
+    if (c->ref || !cpu_has_avx2()) {
+        for (int m = 0; m < nseg; m++)
+            (c->ref ? linear_rows_ref : linear_rows_plain)(c, seg[m].out, x, seg[m].w, seg[m].bias, N, C,
+                                                           seg[m].OC);
+    } else if (cpu_has_avx512()) {
+        linear_rows_512(nt, &p);
+    } else {
+        linear_rows_avx2(nt, &p);
+    }
+    return 0;
+}
+
 int cpu_linear_rows(void *ctx, float *out, const float *x, const float *w, const float *bias, int N,
                     int C, int OC)
 {
-    struct cpu_ctx *c = cpu(ctx);
-    int rc = cpu_check_dims("linear_rows", N, C);
-    if (rc || (rc = cpu_check_dims("linear_rows", N, OC)))
-        return rc;
-    if (N == 0)
-        return 0;
-    if (c->ref)
-        linear_rows_ref(c, out, x, w, bias, N, C, OC);
-    else if (cpu_has_avx512())
-        linear_rows_512(c, out, x, w, bias, N, C, OC);
-    else if (cpu_has_avx2())
-        linear_rows_avx2(c, out, x, w, bias, N, C, OC);
-    else
-        linear_rows_plain(c, out, x, w, bias, N, C, OC);
-    return 0;
+    struct llm_rows_seg seg = {w, bias, out, OC};
+    return cpu_linear_rows_multi(ctx, x, N, C, &seg, 1);
 }

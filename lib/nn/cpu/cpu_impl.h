@@ -201,6 +201,8 @@ int cpu_scale_add(void *ctx, float *p, float a, const float *x, float b, size_t 
 /* cpu_gemv.c: linear_rows, the decode matmul (rows independent, weights read once) */
 int cpu_linear_rows(void *ctx, float *out, const float *x, const float *w, const float *bias, int N,
                     int C, int OC);
+int cpu_linear_rows_multi(void *ctx, const float *x, int N, int C, const struct llm_rows_seg *seg,
+                          int nseg);
 
 /* cpu_kv.c: attention of new queries over a sequence's key/value cache */
 int cpu_attention_cached(void *ctx, float *out, const float *q, const float *k, const float *v,
