@@ -781,6 +781,51 @@ static void test_rope_offset(void **state)
     free(xl), free(xs);
 }
 
+/* The optimized path keeps tables of cosines and sines between calls (the
+ * last two (theta, rot_dims) pairs, grown as positions come). One backend
+ * decoding position by position under three interleaved (theta, rot_dims)
+ * pairs (so tables are evicted and rebuilt), forward and backward, packed
+ * positions, and positions past the kept tables' limit: every call bit for
+ * bit the reference path's, which computes its own per call. */
+static void test_rope_kept_tables(void **state)
+{
+    (void)state;
+    static const struct { float theta; int rot; } pairs[] = {{10000.0f, RHS}, {500000.0f, 4}, {1e6f, RHS}};
+    size_t row = (size_t)RH * RHS;
+    float *x = rope_input(37, RN);
+    struct llm_backend be, ref;
+    open_backend(&be, 2, 0);
+    open_backend(&ref, 1, 1);
+    for (int p = 0; p < 300; p++)
+        for (int k = 0; k < 3; k++) {
+            int pp = k == 2 ? 299 - p : p; /* one pair walks down its table */
+            for (int dir = 0; dir < 2; dir++) {
+                float *a = fdup(x + (size_t)(pp % RT) * row, row), *b = fdup(a, row);
+                int (*f)(void *, float *, const int32_t *, int, int, int, int, int, float, int) =
+                    dir ? be.ops->rope_backward : be.ops->rope_forward;
+                assert_int_equal(f(be.ctx, a, NULL, 1, 1, RH, RHS, pairs[k].rot, pairs[k].theta, pp), 0);
+                f = dir ? ref.ops->rope_backward : ref.ops->rope_forward;
+                assert_int_equal(f(ref.ctx, b, NULL, 1, 1, RH, RHS, pairs[k].rot, pairs[k].theta, pp), 0);
+                if (memcmp(a, b, row * sizeof(float)))
+                    fail_msg("rope position %d theta %g rot %d dir %d: kept table differs from the reference",
+                             pp, (double)pairs[k].theta, pairs[k].rot, dir);
+                free(a), free(b);
+            }
+        }
+    /* packed positions over a grown table, and positions past its limit */
+    static const int pos0s[] = {5, 250, 2000000000};
+    for (int i = 0; i < 3; i++) {
+        float *a = fdup(x, RN), *b = fdup(x, RN);
+        assert_int_equal(be.ops->rope_forward(be.ctx, a, packed13, RB, RT, RH, RHS, 6, 500.0f, pos0s[i]), 0);
+        assert_int_equal(ref.ops->rope_forward(ref.ctx, b, packed13, RB, RT, RH, RHS, 6, 500.0f, pos0s[i]), 0);
+        assert_memory_equal(a, b, RN * sizeof(float));
+        free(a), free(b);
+    }
+    llm_backend_release(&be);
+    llm_backend_release(&ref);
+    free(x);
+}
+
 /* d(sum(rope(x) * R))/dx by central differences of the double reference
  * against rope_backward(R). The map is linear, so the differences are exact
  * up to rounding (~1e-12). */
@@ -885,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_rope_reference),
         cmocka_unit_test(test_rope_inverse),
         cmocka_unit_test(test_rope_offset),
+        cmocka_unit_test(test_rope_kept_tables),
         cmocka_unit_test(test_rope_gradient),
         cmocka_unit_test(test_invalid_arguments),
     };

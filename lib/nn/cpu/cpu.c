@@ -126,6 +126,9 @@ int llm_backend_cpu_init(struct llm_backend *b, int threads, int ref)
 
 void llm_backend_release(struct llm_backend *b)
 {
+    struct cpu_ctx *c = b->ctx;
+    for (int i = 0; c && i < CPU_ROPE_TABLES; i++)
+        free(c->rope[i].cs);
     free(b->ctx);
     memset(b, 0, sizeof(*b));
 }

@@ -723,13 +723,77 @@ int cpu_linear_attention_backward(void *ctx, float *dq, float *dk, float *dv, co
  * token's position p (pos0 + t, or pos0 + pos[b,t] when packed):
  *   x_i' = x_i cos a - x_{i+n} sin a;  x_{i+n}' = x_{i+n} cos a + x_i sin a.
  * Channels >= rot_dims pass through. The rotation is orthogonal, so the
- * backward (its transpose) is the rotation by -a. Angles, cosines and sines
- * are computed in double and rounded once to float, into a table of the
- * positions pos0 .. pos0 + P - 1 the call uses (P = T, or 1 + the largest
- * packed position), 2 P n floats; then each token's heads turn by its row. */
+ * backward (its transpose) is the rotation by -a (the sines negated, which
+ * commutes with rounding them). Angles, cosines and sines are computed in
+ * double and rounded once to float: per call for the positions it uses
+ * (ctx->ref, the oracle), or once per position into a table the ctx keeps
+ * for the last CPU_ROPE_TABLES (theta, rot_dims) pairs, grown as positions
+ * come (the same numbers: the angle is the same double product). Decode
+ * rotates one position in 2 L calls; computing its n sincos and powers each
+ * time was 2.5 us a call (61 us of a 110M step, 0.7%). */
 
-static int rope(const struct cpu_ctx *c, float *x, const int32_t *pos, int B, int T, int H,
-                int HS, int rot_dims, float theta, int pos0, double sign, const char *op)
+/* Rows lo .. hi-1 of the table of (theta, rot) into out (row p at
+ * out + (p - lo) rot: n cosines, n sines). */
+static void rope_rows(const struct cpu_ctx *c, float *out, double theta, int rot, int lo, int hi)
+{
+    int n = rot / 2;
+    double freq[n];
+    for (int i = 0; i < n; i++)
+        freq[i] = pow(theta, -2.0 * i / rot);
+    /* a sincos costs some 20 multiply-adds; decode (one row) stays on one thread */
+    CPU_PARFOR(cpu_nthreads(c, (size_t)(hi - lo) * n * 20),
+        for (int p = lo; p < hi; p++)
+            for (int i = 0; i < n; i++) {
+                double sa, ca;
+                sincos((double)p * freq[i], &sa, &ca);
+                out[(size_t)(p - lo) * rot + i] = (float)ca;
+                out[(size_t)(p - lo) * rot + n + i] = (float)sa;
+            });
+}
+
+/* The most a kept table holds. */
+#define ROPE_TABLE_BYTES ((size_t)32 << 20)
+
+/* The kept table of (theta, rot) covering positions 0 .. upto-1 (grown or
+ * made, replacing the least recently used), or NULL when it would pass
+ * ROPE_TABLE_BYTES or memory runs out (the caller then computes its own). */
+static const float *rope_table(struct cpu_ctx *c, float theta, int rot, long upto)
+{
+    size_t row = (size_t)rot * sizeof(float);
+    if (upto > (long)(ROPE_TABLE_BYTES / row))
+        return NULL;
+    struct cpu_rope_table *t = NULL;
+    c->rope_calls++;
+    for (int i = 0; i < CPU_ROPE_TABLES && !t; i++)
+        if (c->rope[i].cs && c->rope[i].theta == theta && c->rope[i].rot == rot)
+            t = &c->rope[i];
+    if (!t) {
+        t = &c->rope[0];
+        for (int i = 1; i < CPU_ROPE_TABLES; i++)
+            if (c->rope[i].used < t->used)
+                t = &c->rope[i];
+        free(t->cs);
+        *t = (struct cpu_rope_table){theta, rot, 0, NULL, 0};
+    }
+    t->used = c->rope_calls;
+    if (upto > t->npos) {
+        /* double the rows (at least 256) so a decode grows it log-many times */
+        long want = upto > 2L * t->npos ? upto : 2L * t->npos;
+        want = want < 256 ? 256 : want;
+        if (want > (long)(ROPE_TABLE_BYTES / row))
+            want = upto;
+        float *cs = realloc(t->cs, (size_t)want * row);
+        if (!cs)
+            return NULL;
+        rope_rows(c, cs + (size_t)t->npos * rot, theta, rot, t->npos, (int)want);
+        t->cs = cs;
+        t->npos = (int)want;
+    }
+    return t->cs;
+}
+
+static int rope(struct cpu_ctx *c, float *x, const int32_t *pos, int B, int T, int H, int HS,
+                int rot_dims, float theta, int pos0, float sign, const char *op)
 {
     if (B < 0 || T < 0 || H <= 0 || HS <= 0)
         return llm_err(LLM_EINVAL, "%s: bad shape B=%d T=%d H=%d HS=%d", op, B, T, H, HS);
@@ -752,52 +816,43 @@ static int rope(const struct cpu_ctx *c, float *x, const int32_t *pos, int B, in
     }
     if (B == 0 || T == 0)
         return 0;
-    /* the frequencies theta^(-2i/rot_dims), then the table (P, n) of cos and sin */
-    double *freq = llm_malloc((size_t)n * sizeof(double), "rope frequencies");
-    float *cs = freq ? llm_malloc((size_t)P * n * 2 * sizeof(float), "rope table") : NULL;
-    if (!cs) {
-        free(freq);
-        return LLM_ENOMEM;
+    /* rows for positions pos0 .. pos0 + P - 1: the kept table (from
+     * position 0), or this call's own (from pos0) */
+    const float *tab = c->ref ? NULL : rope_table(c, theta, rot_dims, (long)pos0 + P);
+    float *own = NULL;
+    int base = 0;
+    if (!tab) {
+        if (!(own = llm_malloc((size_t)P * rot_dims * sizeof(float), "rope table")))
+            return LLM_ENOMEM;
+        rope_rows(c, own, theta, rot_dims, pos0, pos0 + P);
+        tab = own, base = pos0;
     }
-    float *sn = cs + (size_t)P * n;
-    for (int i = 0; i < n; i++)
-        freq[i] = pow((double)theta, -2.0 * i / rot_dims);
-    /* a sincos costs some 20 multiply-adds; decode (T = 1) stays on one thread */
-    CPU_PARFOR(cpu_nthreads(c, (size_t)P * n * 20),
-        for (int p = 0; p < P; p++)
-            for (int i = 0; i < n; i++) {
-                double a = ((double)pos0 + p) * freq[i], sa, ca;
-                sincos(a, &sa, &ca);
-                cs[(size_t)p * n + i] = (float)ca;
-                sn[(size_t)p * n + i] = (float)(sign * sa);
-            });
     long rows = (long)B * T;
     CPU_PARFOR(cpu_nthreads(c, (size_t)rows * H * rot_dims),
         for (long r = 0; r < rows; r++) {
-            int p = pos ? pos[r] : (int)(r % T);
-            const float *cr = cs + (size_t)p * n, *sr = sn + (size_t)p * n;
+            int p = pos0 - base + (pos ? pos[r] : (int)(r % T));
+            const float *cr = tab + (size_t)p * rot_dims, *sr = cr + n;
             for (int h = 0; h < H; h++) {
                 float *xr = x + ((size_t)r * H + h) * HS;
                 for (int i = 0; i < n; i++) {
-                    float x0 = xr[i], x1 = xr[i + n];
-                    xr[i] = x0 * cr[i] - x1 * sr[i];
-                    xr[i + n] = x1 * cr[i] + x0 * sr[i];
+                    float x0 = xr[i], x1 = xr[i + n], s = sign * sr[i];
+                    xr[i] = x0 * cr[i] - x1 * s;
+                    xr[i + n] = x1 * cr[i] + x0 * s;
                 }
             }
         });
-    free(cs);
-    free(freq);
+    free(own);
     return 0;
 }
 
 int cpu_rope_forward(void *ctx, float *x, const int32_t *pos, int B, int T, int H, int HS,
                      int rot_dims, float theta, int pos0)
 {
-    return rope(ctx, x, pos, B, T, H, HS, rot_dims, theta, pos0, 1.0, "rope_forward");
+    return rope(ctx, x, pos, B, T, H, HS, rot_dims, theta, pos0, 1.0f, "rope_forward");
 }
 
 int cpu_rope_backward(void *ctx, float *dx, const int32_t *pos, int B, int T, int H, int HS,
                       int rot_dims, float theta, int pos0)
 {
-    return rope(ctx, dx, pos, B, T, H, HS, rot_dims, theta, pos0, -1.0, "rope_backward");
+    return rope(ctx, dx, pos, B, T, H, HS, rot_dims, theta, pos0, -1.0f, "rope_backward");
 }

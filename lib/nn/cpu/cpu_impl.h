@@ -10,9 +10,22 @@
 #include <stddef.h>
 #include "core/err.h"
 
+/* The cosines and sines of rope for positions 0 .. npos-1 at one (theta,
+ * rot_dims), kept between calls (cpu_attention.c): row p holds the n =
+ * rot_dims / 2 cosines then the n sines. */
+struct cpu_rope_table {
+    float theta;
+    int rot, npos;
+    float *cs;
+    unsigned long used; /* the ctx's call count at the last use */
+};
+#define CPU_ROPE_TABLES 2
+
 struct cpu_ctx {
     int threads; /* OpenMP threads for our loops and OpenBLAS */
     int ref;     /* 1: the plain reference loops (no BLAS, no blocking) */
+    struct cpu_rope_table rope[CPU_ROPE_TABLES];
+    unsigned long rope_calls;
 };
 
 /* Columns per task of column-sum and scatter reductions (a 64-byte cache line). */
