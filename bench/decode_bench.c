@@ -3,8 +3,11 @@
  * llama2.c's stories15M and stories110M models (fp32).
  *
  *   build/cpu/bench/decode_bench [--threads N] [--quick]
+ *   build/cpu/bench/decode_bench --bandwidth [--sustained SEC] [--threads N]
  *
- * Run by bench/decode_bench.sh. Prints markdown tables on stdout and, for
+ * Run by bench/decode_bench.sh. --bandwidth (generate_bench.sh) prints only
+ * the large buffer's best read rate; with --sustained SEC, the mean rate of
+ * back-to-back reads for SEC seconds instead. Prints markdown tables on stdout and, for
  * every result, one line "RESULT key=value ..." (no spaces inside values).
  *
  * 1. Read bandwidth: a 1 GiB buffer (first touched by the threads that read
@@ -386,6 +389,7 @@ static void print_model(const struct shape *s)
 int main(int argc, char **argv)
 {
     int threads = 0, bw_only = 0;
+    double sustained = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -393,8 +397,10 @@ int main(int argc, char **argv)
             g_quick = 1;
         else if (!strcmp(argv[i], "--bandwidth")) /* only the large-buffer read rate (generate_bench.sh) */
             bw_only = 1;
+        else if (!strcmp(argv[i], "--sustained") && i + 1 < argc && atof(argv[i + 1]) > 0)
+            sustained = atof(argv[++i]); /* with --bandwidth: the mean rate over this many seconds */
         else {
-            fprintf(stderr, "usage: decode_bench [--threads N] [--quick] [--bandwidth]\n");
+            fprintf(stderr, "usage: decode_bench [--threads N] [--quick] [--bandwidth [--sustained SEC]]\n");
             return 2;
         }
     }
@@ -410,6 +416,21 @@ int main(int argc, char **argv)
     size_t big = (size_t)1 << (g_quick ? 26 : 28); /* floats: 1 GiB (256 MiB with --quick) */
     g_big = (struct read_arg){falloc(big), big, ball.threads, avx2};
     fill((float *)g_big.p, big, ball.threads, 1);
+    if (bw_only && sustained > 0) {
+        /* back-to-back reads for the given time, all of them counted: the
+         * rate a process streaming memory that long gets, the way a decode
+         * run of as many seconds gets it (generate_bench.sh) */
+        read_pass(&g_big);
+        int reads = 0;
+        double t0 = now(), t;
+        do {
+            read_pass(&g_big);
+            reads++;
+        } while ((t = now() - t0) < sustained);
+        printf("RESULT kind=read what=large threads=%d sustained_gbs=%.4f seconds=%.2f reads=%d\n",
+               ball.threads, big * 4.0 * reads / t * 1e-9, t, reads);
+        return 0;
+    }
     double bw_all0 = big_bw(ball.threads, 0), bw_one0 = big_bw(1, 1);
     if (bw_only) {
         printf("RESULT kind=read what=large threads=%d gbs=%.4f\n", ball.threads, g_roof[0]);
