@@ -17,7 +17,9 @@
  *   accumulated (+=), so gradient accumulation over micro-batches is free.
  * - Every op returns 0 or a negative LLM_E* code with a message; an op a
  *   backend lacks is NULL and the llm_backend_* wrapper reports it.
- * - Ops are asynchronous on a backend with a stream; sync() waits. */
+ * - Ops are asynchronous on a backend with a stream; sync() waits.
+ * - A backend context is used by one thread at a time (it may keep state
+ *   between calls: the CPU backend's rope tables). */
 #ifndef LLM_NN_BACKEND_H
 #define LLM_NN_BACKEND_H
 
