@@ -12,7 +12,9 @@
  *
  * 1. Read bandwidth: a 1 GiB buffer (first touched by the threads that read
  *    it), summed with AVX2 (8 independent accumulators per thread, so the
- *    adds never limit), split in equal contiguous parts over all threads;
+ *    adds never limit; the better of a plain kernel and one that also
+ *    prefetches 8 KB ahead in software, see big_bw), split in equal
+ *    contiguous parts over all threads;
  *    also with one thread, and for a buffer of each model's weight size (read
  *    over and over, as the decode loop does: shows whether any of it stays in
  *    the caches). The 1 GiB read is measured at the start, again just before
@@ -169,15 +171,25 @@ static struct timing time_best(bench_fn f, void *arg)
 
 static volatile double g_sink;
 
-__attribute__((target("avx2,fma"))) static double sum_avx2(const float *p, size_t n)
+/* Floats ahead that the prefetching read kernel asks for (8 KB, as
+ * linear_rows's streaming pass: lib/nn/cpu/cpu_gemv.c). */
+#define READ_PF 2048
+
+/* pf: also a software prefetch READ_PF floats ahead, one per cache line. */
+__attribute__((target("avx2,fma"), always_inline)) static inline double sum_avx2_(const float *p, size_t n,
+                                                                                  int pf)
 {
     __m256 a[8];
     for (int k = 0; k < 8; k++)
         a[k] = _mm256_setzero_ps();
     size_t i = 0;
-    for (; i + 64 <= n; i += 64)
+    for (; i + 64 <= n; i += 64) {
+        if (pf)
+            for (int k = 0; k < 64; k += 16)
+                _mm_prefetch((const char *)(p + i + READ_PF + k), _MM_HINT_T0);
         for (int k = 0; k < 8; k++)
             a[k] = _mm256_add_ps(a[k], _mm256_load_ps(p + i + 8 * k));
+    }
     float l[8];
     _mm256_storeu_ps(l, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a[0], a[1]),
                                                     _mm256_add_ps(a[2], a[3])),
@@ -190,6 +202,8 @@ __attribute__((target("avx2,fma"))) static double sum_avx2(const float *p, size_
         s += p[i];
     return s;
 }
+__attribute__((target("avx2,fma"))) static double sum_avx2(const float *p, size_t n) { return sum_avx2_(p, n, 0); }
+__attribute__((target("avx2,fma"))) static double sum_avx2_pf(const float *p, size_t n) { return sum_avx2_(p, n, 1); }
 
 static double sum_plain(const float *p, size_t n)
 {
@@ -211,6 +225,7 @@ struct read_arg {
     size_t n; /* a multiple of 64 floats */
     int nt;
     int avx2;
+    int pf; /* with avx2: the prefetching kernel */
 };
 
 static void read_pass(void *arg)
@@ -220,7 +235,9 @@ static void read_pass(void *arg)
 #pragma omp parallel for num_threads(a->nt) schedule(static) reduction(+ : tot)
     for (int t = 0; t < a->nt; t++) {
         size_t lo = a->n / 64 * t / a->nt * 64, hi = a->n / 64 * (t + 1) / a->nt * 64;
-        tot += a->avx2 ? sum_avx2(a->p + lo, hi - lo) : sum_plain(a->p + lo, hi - lo);
+        tot += !a->avx2 ? sum_plain(a->p + lo, hi - lo)
+               : a->pf  ? sum_avx2_pf(a->p + lo, hi - lo)
+                        : sum_avx2(a->p + lo, hi - lo);
     }
     g_sink = tot;
 }
@@ -232,10 +249,24 @@ static void read_pass(void *arg)
 static struct read_arg g_big;
 static double g_roof[2]; /* [0] all threads, [1] one thread: best GB/s so far */
 
+/* The large buffer's best read rate with nt threads: with AVX2 the better
+ * of two kernels, the plain sum (the hardware prefetchers alone) and the
+ * one that also prefetches in software as linear_rows does. On a quiet
+ * host they read alike (the plain one a few % faster); while other tenants
+ * load the memory, the prefetching kernel gets a larger share, and a
+ * roofline read without it was beaten by the decode it bounds
+ * (generate_bench.sh at 03:22 UTC 2026-11-30: 110M decode at 106-115% of
+ * the plain kernel's sustained rate, which had fallen to 26-34 GB/s). */
 static double big_bw(int nt, int one)
 {
     g_big.nt = nt;
+    g_big.pf = 0;
     struct timing t = time_best(read_pass, &g_big);
+    if (g_big.avx2) {
+        g_big.pf = 1;
+        struct timing t2 = time_best(read_pass, &g_big);
+        t = t2.s < t.s ? t2 : t;
+    }
     double gbs = g_big.n * 4.0 / t.s * 1e-9;
     if (gbs > g_roof[one])
         g_roof[one] = gbs;
@@ -411,24 +442,33 @@ int main(int argc, char **argv)
     }
     __builtin_cpu_init();
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    printf("threads: %d (OpenMP), read kernel: %s\n\n", ball.threads, avx2 ? "AVX2" : "scalar");
+    printf("threads: %d (OpenMP), read kernel: %s\n\n", ball.threads,
+           avx2 ? "AVX2, the better of without and with software prefetch" : "scalar");
 
     size_t big = (size_t)1 << (g_quick ? 26 : 28); /* floats: 1 GiB (256 MiB with --quick) */
-    g_big = (struct read_arg){falloc(big), big, ball.threads, avx2};
+    g_big = (struct read_arg){falloc(big), big, ball.threads, avx2, 0};
     fill((float *)g_big.p, big, ball.threads, 1);
     if (bw_only && sustained > 0) {
         /* back-to-back reads for the given time, all of them counted: the
          * rate a process streaming memory that long gets, the way a decode
-         * run of as many seconds gets it (generate_bench.sh) */
-        read_pass(&g_big);
-        int reads = 0;
-        double t0 = now(), t;
-        do {
+         * run of as many seconds gets it (generate_bench.sh); half the time
+         * with each kernel (big_bw), the better mean reported */
+        double best = 0, sec = g_big.avx2 ? sustained / 2 : sustained;
+        for (int pf = 0; pf <= g_big.avx2; pf++) {
+            g_big.pf = pf;
             read_pass(&g_big);
-            reads++;
-        } while ((t = now() - t0) < sustained);
-        printf("RESULT kind=read what=large threads=%d sustained_gbs=%.4f seconds=%.2f reads=%d\n",
-               ball.threads, big * 4.0 * reads / t * 1e-9, t, reads);
+            int reads = 0;
+            double t0 = now(), t;
+            do {
+                read_pass(&g_big);
+                reads++;
+            } while ((t = now() - t0) < sec);
+            double gbs = big * 4.0 * reads / t * 1e-9;
+            printf("read kernel %s: %.4f GB/s over %.2f s (%d reads)\n", pf ? "AVX2 + prefetch" : g_big.avx2 ? "AVX2" : "scalar", gbs, t, reads);
+            best = gbs > best ? gbs : best;
+        }
+        printf("RESULT kind=read what=large threads=%d sustained_gbs=%.4f seconds=%.2f\n", ball.threads,
+               best, sustained);
         return 0;
     }
     double bw_all0 = big_bw(ball.threads, 0), bw_one0 = big_bw(1, 1);
@@ -442,7 +482,7 @@ int main(int argc, char **argv)
         const struct shape *s = &SHAPES[k];
         size_t n = ((size_t)s->L * (4 * (size_t)s->C * s->C + 3 * (size_t)s->C * s->F) +
                     (size_t)s->V * s->C) & ~(size_t)63;
-        struct read_arg a = {falloc(n), n, ball.threads, avx2};
+        struct read_arg a = {falloc(n), n, ball.threads, avx2, 0};
         fill((float *)a.p, n, ball.threads, 2);
         bw_sized[k] = n * 4.0 / time_best(read_pass, &a).s * 1e-9;
         free((void *)a.p);
