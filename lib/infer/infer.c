@@ -360,15 +360,23 @@ static int linear(struct llm_infer *x, int gemv, float *out, const float *in, co
     return OP(x, matmul_forward, out, in, w, b, N, IC, OC);
 }
 
-/* linear() of nseg matrices over the same input in one linear_rows_multi
- * call (one split over the threads and one wait for them, not one per
- * matrix) when decoding float weights on a backend that has it; otherwise
- * one linear() each. The bits are the same either way. */
+/* linear() of nseg matrices over the same input in one call (one split over
+ * the threads and one wait for them, not one per matrix) when decoding
+ * float weights (linear_rows_multi) or int8 weight-only ones
+ * (linear_rows_q8_multi: every matrix quantized; fills seg's wq and scales)
+ * on a backend that has the op; otherwise one linear() each. The bits are
+ * the same either way. */
 static int linear_multi(struct llm_infer *x, int gemv, const float *in, int N, int IC,
-                        const struct llm_rows_seg *seg, int nseg)
+                        struct llm_rows_seg *seg, int nseg)
 {
-    if (gemv && !x->q8 && x->be->ops->linear_rows_multi && N > 0)
-        return x->be->ops->linear_rows_multi(x->be->ctx, in, N, IC, seg, nseg);
+    const struct llm_backend_ops *ops = x->be->ops;
+    if (gemv && N > 0 && !x->q8 && ops->linear_rows_multi)
+        return OP(x, linear_rows_multi, in, N, IC, seg, nseg);
+    int q8 = gemv && N > 0 && x->q8 && x->q8->bits != 4 && !x->a8 && ops->linear_rows_q8_multi;
+    for (int m = 0; q8 && m < nseg; m++)
+        q8 = q8_of(x, seg[m].w, IC, &seg[m].wq, &seg[m].scales);
+    if (q8)
+        return OP(x, linear_rows_q8_multi, in, N, IC, x->q8->G, seg, nseg);
     int rc = 0;
     for (int m = 0; m < nseg && !rc; m++)
         rc = linear(x, gemv, seg[m].out, in, seg[m].w, seg[m].bias, N, IC, seg[m].OC);
@@ -400,7 +408,8 @@ static int mlp(struct llm_infer *x, int l, const float *in, int n, int gemv)
     int rc;
     if (!x->E) {
         size_t nf = (size_t)n * F;
-        struct llm_rows_seg up[2] = {{P(x, p->w1), P(x, p->b1), x->h, F}, {P(x, p->w3), P(x, p->b3), x->u, F}};
+        struct llm_rows_seg up[2] = {{.w = P(x, p->w1), .bias = P(x, p->b1), .out = x->h, .OC = F},
+                                     {.w = P(x, p->w3), .bias = P(x, p->b3), .out = x->u, .OC = F}};
         if ((rc = linear_multi(x, gemv, in, n, C, up, swiglu ? 2 : 1)))
             return rc;
         rc = swiglu ? OP(x, swiglu_forward, x->a, x->h, x->u, nf)
@@ -612,13 +621,13 @@ static int attention(struct llm_infer *x, int l, const float *in, const struct g
     int rc;
     /* the projections of the input: q, k, v; with MLA q and the two parts
      * of wkv_a (the latent c, the decoupled rope key) */
-    struct llm_rows_seg qkv[3] = {{P(x, p->wq), P(x, p->bq), qk ? x->ql : x->q, QW},
-                                  {P(x, p->wk), P(x, p->bk), qk ? x->kl : x->k, KW},
-                                  {P(x, p->wv), P(x, p->bv), x->v, KW}};
+    struct llm_rows_seg qkv[3] = {{.w = P(x, p->wq), .bias = P(x, p->bq), .out = qk ? x->ql : x->q, .OC = QW},
+                                  {.w = P(x, p->wk), .bias = P(x, p->bk), .out = qk ? x->kl : x->k, .OC = KW},
+                                  {.w = P(x, p->wv), .bias = P(x, p->bv), .out = x->v, .OC = KW}};
     if (x->mla) {
         const float *wa = P(x, p->wkv_a);
-        qkv[1] = (struct llm_rows_seg){wa, NULL, x->cl, x->K};
-        qkv[2] = (struct llm_rows_seg){wa + (size_t)x->K * C, NULL, x->kr, x->R};
+        qkv[1] = (struct llm_rows_seg){.w = wa, .out = x->cl, .OC = x->K};
+        qkv[2] = (struct llm_rows_seg){.w = wa + (size_t)x->K * C, .out = x->kr, .OC = x->R};
     }
     if ((rc = linear_multi(x, gemv, in, n, C, qkv, 3)))
         return rc;

@@ -28,11 +28,15 @@
 
 #define LLM_BACKEND_API_VERSION 1
 
-/* One matrix of linear_rows_multi: out (N, OC) = x @ w (OC, C)^T + bias (OC, or NULL). */
+/* One matrix of linear_rows_multi: out (N, OC) = x @ w (OC, C)^T + bias (OC,
+ * or NULL); of linear_rows_q8_multi: the same with w[o,c] = wq[o,c] *
+ * scales[o, c / G] instead of w. */
 struct llm_rows_seg {
     const float *w, *bias;
     float *out;
     int OC;
+    const int8_t *wq;
+    const float *scales;
 };
 #define LLM_ROWS_MAX_SEGS 4
 
@@ -266,6 +270,12 @@ struct llm_backend_ops {
      * Same contract as linear_rows (rows independent, fixed order). */
     int (*linear_rows_q8)(void *ctx, float *out, const float *x, const int8_t *wq,
                           const float *scales, const float *bias, int N, int C, int OC, int G);
+    /* linear_rows_q8 of nseg (1..LLM_ROWS_MAX_SEGS) matrices (seg[m].wq,
+     * seg[m].scales, seg[m].bias, seg[m].out, seg[m].OC) over the same x
+     * (N, C), group size G: what linear_rows_multi is to linear_rows, each
+     * output bit-identical to its own linear_rows_q8 call. Optional. */
+    int (*linear_rows_q8_multi)(void *ctx, const float *x, int N, int C, int G,
+                                const struct llm_rows_seg *seg, int nseg);
     /* linear_rows_q8's weights with the activations quantized too (W8A8):
      * each row's groups of G columns to int8 with their own scale (largest
      * |x| / 127), integer dot products per group, then the two scales:

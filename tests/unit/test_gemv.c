@@ -304,9 +304,9 @@ static void test_multi(void **state)
         float *ref[4];
         for (int m = 0; m < nseg; m++) {
             int OC = shapes[si][1 + m];
-            seg[m] = (struct llm_rows_seg){frand(300 + 10 * si + m, (size_t)OC * C, -1, 1),
-                                           m % 2 ? NULL : frand(400 + 10 * si + m, OC, -1, 1),
-                                           fnew((size_t)7 * OC), OC};
+            seg[m] = (struct llm_rows_seg){.w = frand(300 + 10 * si + m, (size_t)OC * C, -1, 1),
+                                           .bias = m % 2 ? NULL : frand(400 + 10 * si + m, OC, -1, 1),
+                                           .out = fnew((size_t)7 * OC), .OC = OC};
             ref[m] = fnew((size_t)7 * OC);
         }
         for (size_t ni = 0; ni < sizeof(Ns) / sizeof(Ns[0]); ni++)
@@ -332,8 +332,9 @@ static void test_multi(void **state)
     }
     /* bad arguments: nothing written */
     float xs[4] = {1, 2, 3, 4}, w[8] = {1, 1, 1, 1, 1, 1, 1, 1}, out[4] = {42, 42, 42, 42};
-    struct llm_rows_seg s2[5] = {{w, NULL, out, 2}, {w, NULL, out + 2, 2}, {w, NULL, out, 2},
-                                 {w, NULL, out, 2}, {w, NULL, out, 2}};
+    struct llm_rows_seg s2[5];
+    for (int m = 0; m < 5; m++)
+        s2[m] = (struct llm_rows_seg){.w = w, .out = out + (m == 1) * 2, .OC = 2};
     for (int r = 0; r < 2; r++) {
         struct llm_backend *b = &be[r][0];
         assert_int_equal(b->ops->linear_rows_multi(b->ctx, xs, 1, 2, s2, 0), LLM_EINVAL);

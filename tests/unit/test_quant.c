@@ -499,6 +499,75 @@ static void test_q8_zero_rows_and_bad_args(void **state)
     }
 }
 
+/* linear_rows_q8_multi: each segment bit for bit its own linear_rows_q8
+ * call, for segments of ragged sizes (partial output blocks at every
+ * boundary, thread chunks across them; the sizes pass the threading
+ * threshold), bias on some, G 32 and 64, N 1, 3, 7, reference and vector
+ * paths, 1 and 2 threads; and its bad arguments, with nothing written. */
+static void test_q8_multi(void **state)
+{
+    (void)state;
+    static const int shapes[][5] = {/* C, then up to 4 OCs (0: none) */
+                                    {320, 61, 5, 64, 0}, {768, 768, 256, 256, 0}, {64, 3, 1, 7, 600}};
+    static const int Ns[] = {1, 3, 7};
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++)
+        for (int G = 32; G <= 64; G += 32) {
+            int C = shapes[si][0], nseg = 0;
+            while (nseg < 4 && shapes[si][1 + nseg])
+                nseg++;
+            float *x = frand(500 + si, (size_t)7 * C, -1, 1);
+            struct llm_rows_seg seg[4];
+            float *alone[4];
+            for (int m = 0; m < nseg; m++) {
+                int OC = shapes[si][1 + m];
+                struct qw q = qweights(600 + 10 * si + m, OC, C, G, 0);
+                seg[m] = (struct llm_rows_seg){.bias = m % 2 ? NULL : frand(700 + 10 * si + m, OC, -1, 1),
+                                               .out = fnew((size_t)7 * OC), .OC = OC, .wq = q.wq,
+                                               .scales = q.sc};
+                alone[m] = fnew((size_t)7 * OC);
+            }
+            for (size_t ni = 0; ni < sizeof(Ns) / sizeof(Ns[0]); ni++)
+                for (int r = 0; r < 2; r++)
+                    for (int t = 0; t < 2; t++) {
+                        int N = Ns[ni];
+                        struct llm_backend *b = &be[r][t];
+                        for (int m = 0; m < nseg; m++) {
+                            assert_int_equal(lq(b, alone[m], x, seg[m].wq, seg[m].scales, seg[m].bias, N, C,
+                                                seg[m].OC, G), 0);
+                            memset(seg[m].out, 0xff, (size_t)N * seg[m].OC * sizeof(float));
+                        }
+                        assert_int_equal(b->ops->linear_rows_q8_multi(b->ctx, x, N, C, G, seg, nseg), 0);
+                        for (int m = 0; m < nseg; m++) {
+                            char what[112];
+                            snprintf(what, sizeof(what),
+                                     "q8 multi vs alone: C=%d G=%d segment %d of %d N=%d %s threads %d", C, G,
+                                     m, nseg, N, r ? "ref" : "opt", t + 1);
+                            check_same(what, seg[m].out, alone[m], (size_t)N * seg[m].OC);
+                        }
+                    }
+            pool_free();
+        }
+    float x[64] = {1, 2, 3}, sc[4] = {1, 1, 1, 1}, out[4] = {42, 42, 42, 42};
+    int8_t wq[128] = {1, 1, 1};
+    struct llm_rows_seg s2[5];
+    for (int m = 0; m < 5; m++)
+        s2[m] = (struct llm_rows_seg){.out = out + (m % 2) * 2, .OC = 1, .wq = wq, .scales = sc};
+    for (int r = 0; r < 2; r++) {
+        struct llm_backend *b = &be[r][0];
+        assert_int_equal(b->ops->linear_rows_q8_multi(b->ctx, x, 1, 64, 32, s2, 0), LLM_EINVAL);
+        assert_int_equal(b->ops->linear_rows_q8_multi(b->ctx, x, 1, 64, 32, s2, LLM_ROWS_MAX_SEGS + 1),
+                         LLM_EINVAL);
+        assert_int_equal(b->ops->linear_rows_q8_multi(b->ctx, x, 1, 64, 16, s2, 2), LLM_EINVAL);
+        assert_int_equal(b->ops->linear_rows_q8_multi(b->ctx, x, 1, 48, 32, s2, 2), LLM_EINVAL);
+        s2[1].OC = 0;
+        assert_int_equal(b->ops->linear_rows_q8_multi(b->ctx, x, 1, 64, 32, s2, 2), LLM_EINVAL);
+        s2[1].OC = 1;
+        assert_int_equal(b->ops->linear_rows_q8_multi(b->ctx, x, 0, 64, 32, s2, 2), 0);
+        for (int i = 0; i < 4; i++)
+            assert_true(out[i] == 42.0f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest quant[] = {
@@ -514,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_q8_rows_independent),
         cmocka_unit_test(test_q8_zero_groups_nonfinite),
         cmocka_unit_test(test_q8_zero_rows_and_bad_args),
+        cmocka_unit_test(test_q8_multi),
     };
     /* the kernel tests twice: linear_rows_q8's AVX-512 path (where the CPU
      * has it) and its AVX2 path, each held to the same checks */

@@ -105,6 +105,7 @@ static const struct llm_backend_ops cpu_ops = {
     .linear_rows_multi = cpu_linear_rows_multi,
     .attention_cached = cpu_attention_cached,
     .linear_rows_q8 = cpu_linear_rows_q8,
+    .linear_rows_q8_multi = cpu_linear_rows_q8_multi,
     .linear_rows_q8a8 = cpu_linear_rows_q8a8,
     .linear_rows_q4a8 = cpu_linear_rows_q4a8,
 };

@@ -86,7 +86,6 @@
 #include "core/err.h"
 
 #include <immintrin.h>
-#include <limits.h>
 #include <stdint.h>
 
 #define AVX2_FN __attribute__((target("avx2,fma")))
@@ -307,28 +306,12 @@ AVX2_INLINE void oblock_avx2(int O, float *out, const float *x, const float *w,
     }
 }
 
-/* The outputs of one call: nseg matrices over the same x, their blocks of
- * OBLK outputs numbered one after another (segment m holds blocks first[m]
- * .. first[m+1]-1), so one thread split covers them all. */
+/* One call's outputs: the segments' blocks (cpu_seg_plan) and their x. */
 struct rows_plan {
     const float *x;
-    int N, C, C16, nseg;
-    const struct llm_rows_seg *seg;
-    int first[LLM_ROWS_MAX_SEGS + 1];
+    int N, C, C16;
+    struct cpu_seg_plan sp;
 };
-
-/* Block b (b increasing from call to call; *m starts at 0): its segment,
- * first output o0 and output count O. */
-static inline const struct llm_rows_seg *plan_block(const struct rows_plan *p, int b, int *m,
-                                                    int *o0, int *O)
-{
-    while (b >= p->first[*m + 1])
-        (*m)++;
-    const struct llm_rows_seg *s = &p->seg[*m];
-    *o0 = (b - p->first[*m]) * OBLK;
-    *O = s->OC - *o0 < OBLK ? s->OC - *o0 : OBLK;
-    return s;
-}
 
 struct rows_job {
     struct rows_plan p;
@@ -341,7 +324,7 @@ AVX2_FN static void rows_blocks(void *arg, int b0, int b1)
     const struct rows_job *j = arg;
     const struct rows_plan *p = &j->p;
     for (int b = b0, m = 0, o0, O; b < b1; b++) {
-        const struct llm_rows_seg *s = plan_block(p, b, &m, &o0, &O);
+        const struct llm_rows_seg *s = cpu_seg_block(&p->sp, b, &m, &o0, &O);
         oblock_avx2(O, s->out + o0, p->x, s->w + (size_t)o0 * p->C, s->bias ? s->bias + o0 : NULL,
                     p->N, p->C, p->C16, j->t0, j->t1, s->OC);
     }
@@ -353,7 +336,7 @@ AVX2_FN static void linear_rows_avx2(int nt, const struct rows_plan *p)
     int rem = p->C - p->C16;
     struct rows_job j = {*p, _mm256_loadu_si256((const __m256i *)(ones + 8 - (rem < 8 ? rem : 8))),
                          _mm256_loadu_si256((const __m256i *)(ones + 8 - (rem > 8 ? rem - 8 : 0)))};
-    cpu_parfor_steal(nt, p->first[p->nseg], cpu_steal_chunk((size_t)OBLK * p->C * sizeof(float)),
+    cpu_parfor_steal(nt, p->sp.first[p->sp.nseg], cpu_steal_chunk((size_t)OBLK * p->C * sizeof(float)),
                      rows_blocks, &j);
 }
 
@@ -476,7 +459,7 @@ AVX512_FN static void rows_blocks512(void *arg, int b0, int b1)
     const struct rows_job512 *j = arg;
     const struct rows_plan *p = &j->p;
     for (int b = b0, m = 0, o0, O; b < b1; b++) {
-        const struct llm_rows_seg *s = plan_block(p, b, &m, &o0, &O);
+        const struct llm_rows_seg *s = cpu_seg_block(&p->sp, b, &m, &o0, &O);
         oblock_512(O, s->out + o0, p->x, s->w + (size_t)o0 * p->C, s->bias ? s->bias + o0 : NULL,
                    p->N, p->C, p->C16, j->tm, s->OC);
     }
@@ -485,7 +468,7 @@ AVX512_FN static void rows_blocks512(void *arg, int b0, int b1)
 static void linear_rows_512(int nt, const struct rows_plan *p)
 {
     struct rows_job512 j = {*p, (__mmask16)((1u << (p->C - p->C16)) - 1)};
-    cpu_parfor_steal(nt, p->first[p->nseg], cpu_steal_chunk((size_t)OBLK * p->C * sizeof(float)),
+    cpu_parfor_steal(nt, p->sp.first[p->sp.nseg], cpu_steal_chunk((size_t)OBLK * p->C * sizeof(float)),
                      rows_blocks512, &j);
 }
 
@@ -523,20 +506,9 @@ int cpu_linear_rows_multi(void *ctx, const float *x, int N, int C, const struct 
                           int nseg)
 {
     struct cpu_ctx *c = cpu(ctx);
-    if (nseg < 1 || nseg > LLM_ROWS_MAX_SEGS)
-        return llm_err(LLM_EINVAL, "linear_rows: %d matrices (1..%d)", nseg, LLM_ROWS_MAX_SEGS);
-    int rc = cpu_check_dims("linear_rows", N, C);
-    struct rows_plan p = {x, N, C, C & ~15, nseg, seg, {0}};
-    size_t touched = 0;
-    for (int m = 0; m < nseg && !rc; m++) {
-        if (!(rc = cpu_check_dims("linear_rows", N, seg[m].OC))) {
-            touched += (size_t)seg[m].OC * C;
-            if ((long)p.first[m] + (seg[m].OC + OBLK - 1) / OBLK > INT_MAX)
-                rc = llm_err(LLM_EINVAL, "linear_rows: more than %d output blocks", INT_MAX);
-            else
-                p.first[m + 1] = p.first[m] + (seg[m].OC + OBLK - 1) / OBLK;
-        }
-    }
+    struct rows_plan p = {x, N, C, C & ~15, {0}};
+    size_t touched;
+    int rc = cpu_seg_plan_init(&p.sp, "linear_rows", seg, nseg, N, C, OBLK, &touched);
     if (rc || N == 0)
         return rc;
     /* weights touched decide the threads (the x reuse is cache traffic) */
@@ -556,6 +528,6 @@ int cpu_linear_rows_multi(void *ctx, const float *x, int N, int C, const struct 
 int cpu_linear_rows(void *ctx, float *out, const float *x, const float *w, const float *bias, int N,
                     int C, int OC)
 {
-    struct llm_rows_seg seg = {w, bias, out, OC};
+    struct llm_rows_seg seg = {w, bias, out, OC, NULL, NULL};
     return cpu_linear_rows_multi(ctx, x, N, C, &seg, 1);
 }

@@ -74,6 +74,32 @@ static inline int cpu_nthreads(const struct cpu_ctx *c, size_t work)
  * whichever call and thread do it. */
 void cpu_parfor_steal(int nt, int n, int chunk, void (*fn)(void *arg, int i0, int i1), void *arg);
 
+/* cpu_par.c: the output blocks of a multi-matrix decode matmul
+ * (linear_rows_multi, linear_rows_q8_multi): blocks of oblk outputs of each
+ * segment numbered one after another, segment m holding blocks first[m] ..
+ * first[m+1]-1, so one cpu_parfor_steal covers them all. cpu_seg_plan_init
+ * checks nseg and each segment's dims (named op in errors), and sets
+ * *touched to the weights read (OC C summed). */
+struct cpu_seg_plan {
+    const struct llm_rows_seg *seg;
+    int nseg, oblk;
+    int first[LLM_ROWS_MAX_SEGS + 1];
+};
+int cpu_seg_plan_init(struct cpu_seg_plan *p, const char *op, const struct llm_rows_seg *seg, int nseg,
+                      int N, int C, int oblk, size_t *touched);
+/* Block b (b increasing from call to call, *m starting at 0): its segment,
+ * first output *o0 and output count *O. */
+static inline const struct llm_rows_seg *cpu_seg_block(const struct cpu_seg_plan *p, int b, int *m,
+                                                       int *o0, int *O)
+{
+    while (b >= p->first[*m + 1])
+        (*m)++;
+    const struct llm_rows_seg *s = &p->seg[*m];
+    *o0 = (b - p->first[*m]) * p->oblk;
+    *O = s->OC - *o0 < p->oblk ? s->OC - *o0 : p->oblk;
+    return s;
+}
+
 /* Indices per chunk of cpu_parfor_steal when one index reads block_bytes
  * of weights: about CPU_STEAL_BYTES, long enough a sequential run for the
  * prefetchers, short enough to even out the threads' finishing times. */
@@ -225,6 +251,8 @@ int cpu_attention_cached(void *ctx, float *out, const float *q, const float *k, 
 /* cpu_q8.c: linear_rows_q8, the decode matmul over int8 weights */
 int cpu_linear_rows_q8(void *ctx, float *out, const float *x, const int8_t *wq, const float *scales,
                        const float *bias, int N, int C, int OC, int G);
+int cpu_linear_rows_q8_multi(void *ctx, const float *x, int N, int C, int G, const struct llm_rows_seg *seg,
+                             int nseg);
 /* cpu_q8a8.c */
 int cpu_linear_rows_q8a8(void *ctx, float *out, const float *x, const int8_t *wq, const float *scales,
                          const float *bias, int N, int C, int OC, int G);

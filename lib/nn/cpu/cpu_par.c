@@ -17,9 +17,13 @@
  * half, claimed by compare-and-swap: the owner moves the front up, thieves
  * move the back down, so every index is done exactly once. Which thread does
  * which index never changes the results of the callers (they compute each
- * output the same way wherever it runs). */
+ * output the same way wherever it runs).
+ *
+ * Also cpu_seg_plan_init: the numbering of the output blocks of several
+ * matrices as one index range for cpu_parfor_steal (the multi ops). */
 #include "cpu_impl.h"
 
+#include <limits.h>
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -89,4 +93,24 @@ void cpu_parfor_steal(int nt, int n, int chunk, void (*fn)(void *arg, int i0, in
                 fn(arg, i0, i1);
         }
     }
+}
+
+int cpu_seg_plan_init(struct cpu_seg_plan *p, const char *op, const struct llm_rows_seg *seg, int nseg,
+                      int N, int C, int oblk, size_t *touched)
+{
+    if (nseg < 1 || nseg > LLM_ROWS_MAX_SEGS)
+        return llm_err(LLM_EINVAL, "%s: %d matrices (1..%d)", op, nseg, LLM_ROWS_MAX_SEGS);
+    int rc = cpu_check_dims(op, N, C);
+    *p = (struct cpu_seg_plan){seg, nseg, oblk, {0}};
+    *touched = 0;
+    for (int m = 0; m < nseg && !rc; m++) {
+        if ((rc = cpu_check_dims(op, N, seg[m].OC)))
+            break;
+        long nb = ((long)seg[m].OC + oblk - 1) / oblk;
+        if (p->first[m] + nb > INT_MAX)
+            return llm_err(LLM_EINVAL, "%s: more than %d output blocks", op, INT_MAX);
+        p->first[m + 1] = p->first[m] + (int)nb;
+        *touched += (size_t)seg[m].OC * C;
+    }
+    return rc;
 }
