@@ -256,7 +256,7 @@ static double g_roof[2]; /* [0] all threads, [1] one thread: best GB/s so far */
  * load the memory, the prefetching kernel gets a larger share, and a
  * roofline read without it was beaten by the decode it bounds
  * (generate_bench.sh at 03:22 UTC 2026-11-30: 110M decode at 106-115% of
- * the plain kernel's sustained rate, which had fallen to 26-34 GB/s). */
+ * the plain kernel's sustained rate, which had fallen to 25.7-34.3 GB/s). */
 static double big_bw(int nt, int one)
 {
     g_big.nt = nt;

@@ -372,11 +372,13 @@ static int linear_multi(struct llm_infer *x, int gemv, const float *in, int N, i
     const struct llm_backend_ops *ops = x->be->ops;
     if (gemv && N > 0 && !x->q8 && ops->linear_rows_multi)
         return OP(x, linear_rows_multi, in, N, IC, seg, nseg);
-    int q8 = gemv && N > 0 && x->q8 && x->q8->bits != 4 && !x->a8 && ops->linear_rows_q8_multi;
-    for (int m = 0; q8 && m < nseg; m++)
-        q8 = q8_of(x, seg[m].w, IC, &seg[m].wq, &seg[m].scales);
-    if (q8)
-        return OP(x, linear_rows_q8_multi, in, N, IC, x->q8->G, seg, nseg);
+    if (gemv && N > 0 && x->q8 && x->q8->bits == 8 && !x->a8 && ops->linear_rows_q8_multi) {
+        int all = 1;
+        for (int m = 0; all && m < nseg; m++)
+            all = q8_of(x, seg[m].w, IC, &seg[m].wq, &seg[m].scales);
+        if (all)
+            return OP(x, linear_rows_q8_multi, in, N, IC, x->q8->G, seg, nseg);
+    }
     int rc = 0;
     for (int m = 0; m < nseg && !rc; m++)
         rc = linear(x, gemv, seg[m].out, in, seg[m].w, seg[m].bias, N, IC, seg[m].OC);

@@ -345,14 +345,6 @@ AVX2_FN static void linear_rows_avx2(int nt, const struct rows_plan *p)
 #define AVX512_FN __attribute__((target("avx512f,avx2,fma")))
 #define AVX512_INLINE __attribute__((target("avx512f,avx2,fma"), always_inline)) static inline
 
-/* The 16 lanes of one accumulator reduced as the AVX2 path reduces its two:
- * m = lanes 0-7 + lanes 8-15, then cpu_hsum8. */
-AVX512_INLINE float hsum16(__m512 a)
-{
-    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
-    return cpu_hsum8(_mm256_add_ps(_mm512_castps512_ps256(a), hi));
-}
-
 /* kern with one 16-lane accumulator per element: lane j is the same FMA
  * chain as lane j of the AVX2 pair (columns 16k + j), so the bits are the
  * same. R <= RSTREAM rows by O <= OBLK outputs; tm masks the leftover
@@ -404,7 +396,7 @@ AVX512_INLINE void kern512(int R, int O, float *out, const float *x, const float
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
-            float s = hsum16(acc[r][o]);
+            float s = cpu_hsum16(acc[r][o]);
             out[(size_t)r * OC + o] = bias ? s + bias[o] : s;
         }
 }
@@ -528,6 +520,6 @@ int cpu_linear_rows_multi(void *ctx, const float *x, int N, int C, const struct 
 int cpu_linear_rows(void *ctx, float *out, const float *x, const float *w, const float *bias, int N,
                     int C, int OC)
 {
-    struct llm_rows_seg seg = {w, bias, out, OC, NULL, NULL};
+    struct llm_rows_seg seg = {.w = w, .bias = bias, .out = out, .OC = OC};
     return cpu_linear_rows_multi(ctx, x, N, C, &seg, 1);
 }

@@ -120,6 +120,14 @@ __attribute__((target("avx2,fma"), always_inline)) static inline float cpu_hsum8
     return _mm_cvtss_f32(s);
 }
 
+/* The 16 lanes of an AVX-512 accumulator reduced as the AVX2 paths reduce
+ * their two 8-lane halves: m = lanes 0-7 + lanes 8-15, then cpu_hsum8. */
+__attribute__((target("avx512f,avx2,fma"), always_inline)) static inline float cpu_hsum16(__m512 a)
+{
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+    return cpu_hsum8(_mm256_add_ps(_mm512_castps512_ps256(a), hi));
+}
+
 /* cpu_ops.c: vector math shared by the CPU op files. cpu_has_avx2: 1 when
  * the CPU runs AVX2 + FMA (the fast paths), checked once at run time.
  * cpu_exp_row: y[j] = exp(a x[j] - b) for j < n (y may be x, or NULL: only

@@ -101,16 +101,18 @@ int cpu_seg_plan_init(struct cpu_seg_plan *p, const char *op, const struct llm_r
     if (nseg < 1 || nseg > LLM_ROWS_MAX_SEGS)
         return llm_err(LLM_EINVAL, "%s: %d matrices (1..%d)", op, nseg, LLM_ROWS_MAX_SEGS);
     int rc = cpu_check_dims(op, N, C);
+    if (rc)
+        return rc;
     *p = (struct cpu_seg_plan){seg, nseg, oblk, {0}};
     *touched = 0;
-    for (int m = 0; m < nseg && !rc; m++) {
+    for (int m = 0; m < nseg; m++) {
         if ((rc = cpu_check_dims(op, N, seg[m].OC)))
-            break;
+            return rc;
         long nb = ((long)seg[m].OC + oblk - 1) / oblk;
         if (p->first[m] + nb > INT_MAX)
             return llm_err(LLM_EINVAL, "%s: more than %d output blocks", op, INT_MAX);
         p->first[m + 1] = p->first[m] + (int)nb;
         *touched += (size_t)seg[m].OC * C;
     }
-    return rc;
+    return 0;
 }

@@ -236,30 +236,40 @@ struct q8_job {
     struct cpu_seg_plan sp;
 };
 
+/* Block b of a q8_job (b increasing, *m from 0): its outputs, weights,
+ * scales and bias, O outputs in a row of stride OC. */
+struct q8_block {
+    float *out;
+    const int8_t *wq;
+    const float *sc, *bias;
+    int O, OC;
+};
+static inline struct q8_block q8_block_at(const struct q8_job *j, int b, int *m)
+{
+    int o0, O;
+    const struct llm_rows_seg *s = cpu_seg_block(&j->sp, b, m, &o0, &O);
+    return (struct q8_block){s->out + o0, s->wq + (size_t)o0 * j->C, s->scales + (size_t)o0 * (j->C / j->G),
+                             s->bias ? s->bias + o0 : NULL, O, s->OC};
+}
+
 /* Output blocks [b0, b1) of a q8_job. */
 AVX2_FN static void q8_blocks(void *arg, int b0, int b1)
 {
     const struct q8_job *j = arg;
-    int C = j->C, NG = C / j->G;
-    for (int b = b0, m = 0, o0, O; b < b1; b++) {
-        const struct llm_rows_seg *s = cpu_seg_block(&j->sp, b, &m, &o0, &O);
-        float *op = s->out + o0;
-        const int8_t *wp = s->wq + (size_t)o0 * C;
-        const float *sp = s->scales + (size_t)o0 * NG, *bp = s->bias ? s->bias + o0 : NULL;
+    for (int b = b0, m = 0; b < b1; b++) {
+        struct q8_block k = q8_block_at(j, b, &m);
         /* G as a constant: the column loop of a group fully unrolls */
         if (j->G == 32)
-            oblock(32, O, op, j->x, wp, sp, bp, j->N, C, s->OC);
+            oblock(32, k.O, k.out, j->x, k.wq, k.sc, k.bias, j->N, j->C, k.OC);
         else
-            oblock(64, O, op, j->x, wp, sp, bp, j->N, C, s->OC);
+            oblock(64, k.O, k.out, j->x, k.wq, k.sc, k.bias, j->N, j->C, k.OC);
     }
 }
-
 
 /* ---- AVX-512 ------------------------------------------------------------ */
 
 #define AVX512_FN __attribute__((target("avx512f,avx2,fma")))
 #define AVX512_INLINE __attribute__((target("avx512f,avx2,fma"), always_inline)) static inline
-
 
 /* 16 int8 weights as floats (exact). */
 AVX512_INLINE __m512 wide16(const int8_t *q)
@@ -315,9 +325,7 @@ AVX512_INLINE void kern512(int R, int O, int G, float *out, const float *x, cons
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int o = 0; o < O; o++) {
-            __m512 a = t[r][o];
-            __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
-            float v = cpu_hsum8(_mm256_add_ps(_mm512_castps512_ps256(a), hi));
+            float v = cpu_hsum16(t[r][o]);
             out[(size_t)r * OC + o] = bias ? v + bias[o] : v;
         }
 }
@@ -368,16 +376,12 @@ AVX512_INLINE void oblock512(int G, int O, float *out, const float *x, const int
 AVX512_FN static void q8_blocks512(void *arg, int b0, int b1)
 {
     const struct q8_job *j = arg;
-    int C = j->C, NG = C / j->G;
-    for (int b = b0, m = 0, o0, O; b < b1; b++) {
-        const struct llm_rows_seg *s = cpu_seg_block(&j->sp, b, &m, &o0, &O);
-        float *op = s->out + o0;
-        const int8_t *wp = s->wq + (size_t)o0 * C;
-        const float *sp = s->scales + (size_t)o0 * NG, *bp = s->bias ? s->bias + o0 : NULL;
+    for (int b = b0, m = 0; b < b1; b++) {
+        struct q8_block k = q8_block_at(j, b, &m);
         if (j->G == 32)
-            oblock512(32, O, op, j->x, wp, sp, bp, j->N, C, s->OC);
+            oblock512(32, k.O, k.out, j->x, k.wq, k.sc, k.bias, j->N, j->C, k.OC);
         else
-            oblock512(64, O, op, j->x, wp, sp, bp, j->N, C, s->OC);
+            oblock512(64, k.O, k.out, j->x, k.wq, k.sc, k.bias, j->N, j->C, k.OC);
     }
 }
 
@@ -452,6 +456,6 @@ int cpu_linear_rows_q8_multi(void *ctx, const float *x, int N, int C, int G, con
 int cpu_linear_rows_q8(void *ctx, float *out, const float *x, const int8_t *wq, const float *scales,
                        const float *bias, int N, int C, int OC, int G)
 {
-    struct llm_rows_seg seg = {NULL, bias, out, OC, wq, scales};
+    struct llm_rows_seg seg = {.bias = bias, .out = out, .OC = OC, .wq = wq, .scales = scales};
     return cpu_linear_rows_q8_multi(ctx, x, N, C, G, &seg, 1);
 }

@@ -76,7 +76,6 @@
 #define PF_DIST 8192
 #define PF_MIN (256 * 1024)
 
-
 /* ---- activations ------------------------------------------------------- */
 
 /* Below this largest |x| a group counts as zero (127 / amax would overflow
